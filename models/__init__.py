@@ -1,0 +1,1 @@
+"""Shipped MSTVSC models: weights, model cards and exported ONNX graphs."""

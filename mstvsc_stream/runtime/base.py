@@ -1,0 +1,33 @@
+"""The one small interface between the streaming path and any semantic codec.
+
+The sender calls :meth:`Codec.encode` on a GOP of frames, the receiver calls :meth:`Codec.decode` on the
+reassembled latent. Everything else (quantisation, the model, the inference backend) hides behind it,
+so transport code and tests can run with any honest implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """A GOP codec producing 3-bit integer codes.
+
+    * ``encode(frames)``: ``frames`` uint8 RGB ``[T, H, W, 3]`` with ``T == gop``; returns int8 codes in
+      -4..3 as one flat C-order vector, common part then individual part, of length
+      ``latent_length(H, W)``. Rounding and clamping happen inside the codec.
+    * ``decode(codes, received, height, width)``: ``codes`` int8 of that length (missing elements are 0),
+      ``received`` bool of the same length (True = element arrived); returns uint8 RGB ``[T, H, W, 3]``.
+    """
+
+    model_id: str  # name plus a short hash of the weights, e.g. "mstvsc-small-c48@1a2b3c4d5e6f7a8b"
+    gop: int
+
+    def latent_length(self, height: int, width: int) -> int: ...
+
+    def encode(self, frames: np.ndarray) -> np.ndarray: ...
+
+    def decode(self, codes: np.ndarray, received: np.ndarray, height: int, width: int) -> np.ndarray: ...
