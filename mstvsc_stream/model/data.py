@@ -1,0 +1,146 @@
+"""Training data: random GOPs and crops from videos, Vimeo-90k septuplets, or animated still images.
+
+Everything is decoded once into memory as uint8 (the project's clips are small) and sampled with numpy;
+a batch is ``[B, T, S, S, 3]`` uint8 RGB. Three sources, mixed by ``GopSampler``:
+
+* a folder (or list) of video files, decoded with PyAV, each also kept at half size so a crop sees a
+  wider field of view;
+* the Vimeo-90k septuplet layout used by the paper (``sequences/XXXXX/YYYY/im1.png .. im7.png``, listed
+  by ``sep_trainlist.txt`` when present);
+* still images animated with a random smooth camera motion (pan and zoom), for scene variety.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import av
+import cv2
+import numpy as np
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".y4m", ".mpg", ".mpeg"}
+
+
+class DataError(Exception):
+    """A training source that cannot be read (one-line message)."""
+
+
+def decode_video(path: Path, max_frames: int | None = None) -> np.ndarray:
+    """All frames of a video as ``[N, H, W, 3]`` uint8 RGB."""
+    try:
+        with av.open(str(path)) as container:
+            frames = []
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames and len(frames) >= max_frames:
+                    break
+    except (av.error.FFmpegError, OSError) as exc:
+        raise DataError(f"cannot decode {path}: {exc}") from None
+    if not frames:
+        raise DataError(f"no video frames in {path}")
+    return np.stack(frames)
+
+
+def find_videos(paths: Iterable[Path]) -> list[Path]:
+    """Video files named directly or found (recursively) in folders."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise DataError(f"no such file or folder: {path}")
+    return found
+
+
+def vimeo_septuplets(root: Path, limit: int | None = None) -> list[np.ndarray]:
+    """Sequences of the Vimeo-90k septuplet layout, each ``[7, H, W, 3]``."""
+    listing = root / "sep_trainlist.txt"
+    if listing.exists():
+        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        dirs = [root / "sequences" / name for name in names]
+    else:
+        dirs = sorted(p.parent for p in (root / "sequences").glob("*/*/im1.png"))
+    if not dirs:
+        raise DataError(f"no septuplets under {root}/sequences")
+    sequences = []
+    for d in dirs[:limit]:
+        images = [cv2.imread(str(d / f"im{i}.png"), cv2.IMREAD_COLOR) for i in range(1, 8)]
+        if any(im is None for im in images):
+            raise DataError(f"incomplete septuplet {d}")
+        sequences.append(np.stack([cv2.cvtColor(im, cv2.COLOR_BGR2RGB) for im in images]))
+    return sequences
+
+
+def half_size(frames: np.ndarray) -> np.ndarray:
+    return np.stack([cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def animate_still(image: np.ndarray, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``[frames, size, size, 3]`` clip of a smooth random pan/zoom over ``image``."""
+    h, w = image.shape[:2]
+    scale0 = rng.uniform(size / min(h, w), 1.0) if min(h, w) > size else size / min(h, w)
+    zoom = rng.uniform(-0.02, 0.02)
+    velocity = rng.normal(0, 3.0, size=2)
+    cx, cy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h
+    out = []
+    for t in range(frames):
+        s = scale0 * (1 + zoom * t)
+        m = np.array([[1 / s, 0, cx + velocity[0] * t - size / (2 * s)], [0, 1 / s, cy + velocity[1] * t - size / (2 * s)]])
+        out.append(cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_REFLECT))
+    return np.stack(out)
+
+
+def skimage_stills() -> list[np.ndarray]:
+    """Real photographs shipped inside scikit-image (no download)."""
+    from skimage import data
+
+    names = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "motorcycle_left"]
+    images = []
+    for name in names:
+        try:
+            images.append(np.ascontiguousarray(getattr(data, name)()[..., :3]))
+        except Exception:  # some datasets need an optional download; skip those
+            continue
+    return images
+
+
+class GopSampler:
+    """Draws random GOP crops from clips and still images."""
+
+    def __init__(self, clips: list[np.ndarray], stills: list[np.ndarray], gop: int, seed: int = 0,
+                 still_fraction: float = 0.15) -> None:
+        self.clips = [c for c in clips if len(c) >= gop]
+        self.stills = stills
+        if not self.clips and not self.stills:
+            raise DataError("no training data: give video files/folders, a Vimeo-90k root or enable stills")
+        self.gop = gop
+        self.rng = np.random.default_rng(seed)
+        self.still_fraction = still_fraction if self.clips else 1.0
+        weights = np.array([len(c) for c in self.clips], dtype=float)
+        self.weights = weights / weights.sum() if len(weights) else weights
+
+    def gop_crop(self, size: int) -> np.ndarray:
+        rng = self.rng
+        if self.stills and rng.random() < self.still_fraction:
+            return animate_still(self.stills[rng.integers(len(self.stills))], self.gop, size, rng)
+        clip = self.clips[rng.choice(len(self.clips), p=self.weights)]
+        n, h, w, _ = clip.shape
+        t0 = rng.integers(n - self.gop + 1)
+        if h < size or w < size:
+            scale = size / min(h, w)
+            clip = np.stack([cv2.resize(f, (int(np.ceil(w * scale)), int(np.ceil(h * scale)))) for f in clip[t0:t0 + self.gop]])
+            t0, (h, w) = 0, clip.shape[1:3]
+        y, x = rng.integers(h - size + 1), rng.integers(w - size + 1)
+        gop = clip[t0:t0 + self.gop, y:y + size, x:x + size]
+        if rng.random() < 0.5:
+            gop = gop[:, :, ::-1]
+        if rng.random() < 0.5:
+            gop = gop[::-1]
+        return np.ascontiguousarray(gop)
+
+    def batch(self, batch: int, size: int) -> np.ndarray:
+        return np.stack([self.gop_crop(size) for _ in range(batch)])

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Train an MSTVSC model in the paper's two stages, with checkpoints, resume and validation.
+
+    python tools/train.py --config small-c48 --data ../shared/data/train --val ../shared/data/val \
+        --out runs/small-c48 --stage1-steps 6000 --stage2-steps 2000
+
+Data: any mix of video files/folders (``--data``), a Vimeo-90k septuplet root (``--vimeo``) and
+scikit-image photos animated with camera motion (on unless ``--no-stills``). ``--resume`` continues
+from ``OUT/last.pt`` (model, optimiser, step, stage). ``OUT/best.pt`` keeps the checkpoint with the
+best validation score (mean PSNR over the loss rates in ``--val-loss``). Runs unchanged under
+``torchrun --nproc-per-node N`` (DistributedDataParallel, one sampler seed per rank).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mstvsc_stream.model.config import CONFIGS, MSTVSCConfig  # noqa: E402
+from mstvsc_stream.model.data import DataError, GopSampler, decode_video, find_videos, half_size, skimage_stills, vimeo_septuplets  # noqa: E402
+from mstvsc_stream.model.mstvsc import MSTVSC, Latents  # noqa: E402
+from mstvsc_stream.model.training import LossWeights, encoder_parameters, erase, stage1_loss, stage2_loss  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="small-c48", help=f"one of {', '.join(CONFIGS)}")
+    p.add_argument("--data", type=Path, nargs="*", default=[], help="video files or folders")
+    p.add_argument("--vimeo", type=Path, help="Vimeo-90k septuplet root (has sequences/)")
+    p.add_argument("--vimeo-limit", type=int, help="use at most this many septuplets")
+    p.add_argument("--no-stills", action="store_true", help="do not animate scikit-image photos")
+    p.add_argument("--val", type=Path, nargs="*", default=[], help="validation videos or folders")
+    p.add_argument("--val-gops", type=int, default=2, help="GOPs per validation clip")
+    p.add_argument("--val-size", default="640x480")
+    p.add_argument("--val-loss", default="0,0.9")
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", type=Path, help="start from these weights (a checkpoint or shipped .pt)")
+    p.add_argument("--stage1-steps", type=int, default=6000)
+    p.add_argument("--stage2-steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", default="0:128", help="crop-size schedule 'step:size,...', e.g. 0:128,4000:192")
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--rates", default="0,0.3,0.6,0.9", help="stage II loss rates, one drawn per GOP")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=200)
+    return p.parse_args(argv)
+
+
+def crop_for(step: int, schedule: str) -> int:
+    size = 128
+    for item in schedule.split(","):
+        start, value = item.split(":")
+        if step >= int(start):
+            size = int(value)
+    return size
+
+
+def lr_for(step: int, stage_start: int, stage_steps: int, base: float, warmup: int) -> float:
+    """Linear warm-up then cosine decay to 5% within each stage."""
+    s = step - stage_start
+    if s < warmup:
+        return base * (s + 1) / warmup
+    progress = min(1.0, (s - warmup) / max(1, stage_steps - warmup))
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def load_data(args: argparse.Namespace, gop: int, rank: int) -> GopSampler:
+    clips: list[np.ndarray] = []
+    for path in find_videos(args.data):
+        frames = decode_video(path)
+        clips += [frames, half_size(frames)]
+    if args.vimeo:
+        clips += vimeo_septuplets(args.vimeo, args.vimeo_limit)
+    stills = [] if args.no_stills else skimage_stills()
+    return GopSampler(clips, stills, gop, seed=args.seed + 1000 * rank)
+
+
+def load_val(args: argparse.Namespace, gop: int) -> list[np.ndarray]:
+    import cv2
+
+    w, h = (int(v) for v in args.val_size.split("x"))
+    gops = []
+    for path in find_videos(args.val):
+        frames = decode_video(path, max_frames=gop * args.val_gops)
+        frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+        gops += [frames[i:i + gop] for i in range(0, len(frames) - gop + 1, gop)]
+    return gops
+
+
+@torch.no_grad()
+def validate(model: MSTVSC, gops: list[np.ndarray], rates: list[float]) -> dict[str, float]:
+    """Mean per-frame PSNR (dB, RGB, 0-255) at each element-erasure rate, seeded."""
+    from mstvsc_stream.model.config import padded_size
+
+    model.eval()
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(1234)
+    result = {}
+    for rate in rates:
+        psnrs = []
+        for gop in gops:
+            t, h, w, _ = gop.shape
+            ph, pw = padded_size(h, w)
+            x = np.pad(gop, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+            x = torch.from_numpy(x).float().div(255)[None]
+            sent = model.encode(x)
+            received, mask = erase(sent, torch.tensor([rate]))
+            y = model.decode(received, mask)[0, :, :h, :w].mul(255).round().numpy()
+            mse = ((y - gop.astype(np.float64)) ** 2).reshape(t, -1).mean(1)
+            psnrs += list(10 * np.log10(255**2 / np.maximum(mse, 1e-10)))
+        result[f"psnr@{rate:g}"] = float(np.mean(psnrs))
+    torch.set_rng_state(gen_state)
+    model.train()
+    return result
+
+
+def save(path: Path, model: MSTVSC, cfg: MSTVSCConfig, optimizer, step: int, stage: int, best: float, extra: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"config": cfg.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "step": step, "stage": stage, "best": best, **extra}, tmp)
+    tmp.replace(path)
+
+
+def make_optimizer(model: MSTVSC, stage: int, lr: float) -> torch.optim.Optimizer:
+    if stage == 1:
+        params = list(model.parameters())
+    else:
+        frozen = {id(p) for p in encoder_parameters(model)}
+        params = [p for p in model.parameters() if id(p) not in frozen]
+    return torch.optim.Adam(params, lr=lr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    rank = 0
+    if distributed:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank = dist.get_rank()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed + rank)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    last = args.out / "last.pt"
+    state = torch.load(last, map_location="cpu", weights_only=False) if args.resume and last.exists() else None
+    if state:
+        cfg = MSTVSCConfig.from_dict(state["config"])
+    elif args.init:
+        init = torch.load(args.init, map_location="cpu", weights_only=False)
+        cfg = MSTVSCConfig.from_dict(init["config"])
+    else:
+        cfg = CONFIGS[args.config]
+    model = MSTVSC(cfg).to(device)
+    step, stage, best = 0, 1, -math.inf
+    if state:
+        model.load_state_dict(state["state_dict"])
+        step, stage, best = state["step"], state["stage"], state["best"]
+    elif args.init:
+        model.load_state_dict(init["state_dict"])
+    optimizer = make_optimizer(model, stage, args.lr)
+    if state and "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+
+    try:
+        sampler = load_data(args, cfg.gop, rank)
+        val_gops = load_val(args, cfg.gop) if rank == 0 else []
+    except DataError as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
+    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    weights = LossWeights()
+    rates = torch.tensor([float(r) for r in args.rates.split(",")])
+    val_rates = [float(r) for r in args.val_loss.split(",")]
+    total = args.stage1_steps + args.stage2_steps
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    log = (args.out / "train_log.jsonl").open("a")
+    started = time.time()
+    bar = tqdm(total=total, initial=step, disable=rank != 0, dynamic_ncols=True)
+    model.train()
+    while step < total and not stop["now"]:
+        if stage == 1 and step >= args.stage1_steps:
+            stage = 2
+            optimizer = make_optimizer(model, stage, args.lr)
+        stage_start = 0 if stage == 1 else args.stage1_steps
+        stage_steps = args.stage1_steps if stage == 1 else args.stage2_steps
+        for group in optimizer.param_groups:
+            group["lr"] = lr_for(step, stage_start, stage_steps, args.lr, args.warmup)
+        size = crop_for(step, args.crop)
+        frames = torch.from_numpy(sampler.batch(args.batch, size)).to(device).float().div(255)
+        if stage == 1:
+            loss, info = stage1_loss(net if not distributed else net.module, frames, weights)
+        else:
+            r = rates[torch.randint(len(rates), (args.batch,))].to(device)
+            loss, info = stage2_loss(net if not distributed else net.module, frames, r, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(stage=stage, crop=size, psnr=f"{-10 * math.log10(max(info['mse'], 1e-10)):.2f}")
+        if rank == 0:
+            log.write(json.dumps({"step": step, "stage": stage, "time": round(time.time() - started, 1), **info}) + "\n")
+            if step % args.val_every == 0 and val_gops:
+                scores = validate(model, val_gops, val_rates)
+                score = float(np.mean(list(scores.values())))
+                log.write(json.dumps({"step": step, "val": scores, "score": score}) + "\n")
+                tqdm.write(f"step {step} stage {stage} val {scores}")
+                if score > best:
+                    best = score
+                    save(args.out / "best.pt", model, cfg, optimizer, step, stage, best, {"val": scores})
+            if step % args.save_every == 0:
+                save(last, model, cfg, optimizer, step, stage, best, {})
+            log.flush()
+    if rank == 0:
+        save(last, model, cfg, optimizer, step, stage, best, {})
+    bar.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
