@@ -26,6 +26,7 @@ def _effective(window: Window, size: tuple[int, int, int], shift: bool) -> tuple
 
 
 @lru_cache(maxsize=64)
+@torch.inference_mode(False)  # cached tensors must also serve autograd after an inference-mode first use
 def _relative_index(win: Window, table: Window) -> torch.Tensor:
     """Index into the bias table (laid out for the configured window ``table``) for window ``win``."""
     coords = torch.stack(torch.meshgrid(*[torch.arange(n) for n in win], indexing="ij")).flatten(1)
@@ -35,6 +36,7 @@ def _relative_index(win: Window, table: Window) -> torch.Tensor:
 
 
 @lru_cache(maxsize=64)
+@torch.inference_mode(False)
 def _shift_mask(padded: tuple[int, int, int], win: Window, shifts: Window) -> torch.Tensor:
     """Additive attention mask ``[nW, N, N]`` keeping shifted windows from mixing distant regions."""
     label = torch.zeros(padded)
@@ -75,6 +77,7 @@ class WindowAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.window = window
+        self.scale = (dim // heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         size = (2 * window[0] - 1) * (2 * window[1] - 1) * (2 * window[2] - 1)
@@ -89,7 +92,9 @@ class WindowAttention(nn.Module):
         bias = self.bias_table[index.reshape(-1)].view(n, n, self.heads).permute(2, 0, 1)  # [heads, N, N]
         if mask is not None:
             bias = bias + mask.to(bias.dtype)[:, None]  # [nW, heads, N, N]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        # explicit softmax attention: on CPU it beats SDPA's masked path (no mask checks) and exports cleanly
+        attn = torch.matmul(q * self.scale, k.transpose(-2, -1)) + bias.to(q.dtype)
+        out = torch.matmul(attn.softmax(-1), v)
         return self.proj(out.permute(0, 1, 3, 2, 4).reshape(n_win_b, n, c))
 
 

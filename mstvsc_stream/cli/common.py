@@ -1,0 +1,74 @@
+"""What every command line shares: version, verbosity, size parsing, model options and the rule that
+a user's mistake ends in one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from .. import __version__
+from ..media import MediaError
+from ..net.endpoint import EndpointError
+from ..net.loss import ProbabilityError
+from ..runtime import DEFAULT_MODEL, ModelError, list_models
+from ..wire import DEFAULT_SEED, WireError
+
+USER_ERRORS = (MediaError, ModelError, EndpointError, ProbabilityError, WireError, ValueError, OSError)
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    return p
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help=f"shipped model name or model folder (default {DEFAULT_MODEL})")
+    p.add_argument("--backend", choices=["auto", "torch"], default="auto", help="inference backend")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--list-models", action=ListModels, nargs=0, help="show the shipped models and exit")
+
+
+def add_seed_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=lambda s: int(s, 0), default=DEFAULT_SEED,
+                   help=f"pre-shared 64-bit interleaving seed (default {DEFAULT_SEED:#x}); must match the peer")
+
+
+class ListModels(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        for card in list_models():
+            quality = card.data.get("quality", {}).get("rows", [])
+            summary = ", ".join(f"{r['loss']:g}: {r['psnr']:.1f} dB" for r in quality)
+            print(f"{card.model_id}  CBR {card.config.cbr:.4f}  {summary}")
+        parser.exit()
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WxH' -> (width, height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WxH, e.g. 640x480, got {text!r}") from None
+    if w < 16 or h < 16 or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"size must be even and at least 16x16, got {text!r}")
+    return w, h
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def run_main(prog: str, body: Callable[[], int]) -> int:
+    """Run a command body, turning user errors and Ctrl-C into one line and an exit status."""
+    try:
+        return body()
+    except KeyboardInterrupt:
+        return 130
+    except USER_ERRORS as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,49 @@
+"""PyTorch inference backend (CPU or CUDA): the reference the ONNX graphs are checked against."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..model.mstvsc import MSTVSC, Latents
+from .layout import check_frames, join_codes, pad_frames, split_codes, to_uint8
+from .zoo import ModelCard, ModelError
+
+
+def load_torch_model(card: ModelCard, device: str = "cpu") -> MSTVSC:
+    try:
+        blob = torch.load(card.weights_path, map_location="cpu", weights_only=True)
+        model = MSTVSC(card.config)
+        model.load_state_dict(blob["state_dict"])
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise ModelError(f"cannot load {card.weights_path}: {exc}") from None
+    return model.eval().to(device)
+
+
+class TorchCodec:
+    """:class:`~mstvsc_stream.runtime.base.Codec` running the PyTorch model."""
+
+    def __init__(self, model: MSTVSC, model_id: str, device: str = "cpu") -> None:
+        self.model = model.eval().to(device)
+        self.model_id = model_id
+        self.cfg = model.cfg
+        self.gop = model.cfg.gop
+        self.device = torch.device(device)
+        self.backend = f"torch-{self.device.type}"
+
+    def latent_length(self, height: int, width: int) -> int:
+        return self.cfg.latent_length(height, width)
+
+    @torch.inference_mode()
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        check_frames(frames, self.gop)
+        x = torch.from_numpy(pad_frames(frames)).to(self.device)
+        y = self.model.encode(x)
+        return join_codes(y.common.cpu().numpy(), y.individual.cpu().numpy())
+
+    @torch.inference_mode()
+    def decode(self, codes: np.ndarray, received: np.ndarray, height: int, width: int) -> np.ndarray:
+        (yc, yi), (mc, mi) = split_codes(self.cfg, codes, height, width), split_codes(self.cfg, received, height, width)
+        t = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        out = self.model.decode(Latents(t(yc) * t(mc), t(yi) * t(mi)), Latents(t(mc), t(mi)))
+        return to_uint8(out.float().cpu().numpy(), height, width)

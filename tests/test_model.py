@@ -1,0 +1,142 @@
+"""The MSTVSC network: shapes and CBR, MoE routing, mask-gated recovery, training, save/load."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from mstvsc_stream.model.config import CONFIGS, MSTVSCConfig, padded_size
+from mstvsc_stream.model.moe import MoE
+from mstvsc_stream.model.mstvsc import MSTVSC, Latents
+from mstvsc_stream.model.recovery import CommonRecovery, IndividualRecovery
+from mstvsc_stream.model.training import LossWeights, erase, stage1_loss, stage2_loss
+from mstvsc_stream.runtime.torch_backend import TorchCodec
+
+TINY = CONFIGS["tiny-test"]
+
+
+@pytest.mark.parametrize("name, cbr", [("small", 96 / 6144), ("mid", 96 / 6144), ("large", 96 / 6144),
+                                       ("small-c48", 48 / 6144), ("mid-c48", 48 / 6144)])
+def test_cbr_follows_table_ii(name: str, cbr: float) -> None:
+    cfg = CONFIGS[name]
+    assert cfg.cbr == pytest.approx(cbr)
+    # CBR is elements over source dimensions for frame sides that are multiples of 64
+    assert cfg.latent_length(256, 384) / (cfg.gop * 256 * 384 * 3) == pytest.approx(cbr)
+
+
+def test_table_ii_sizes() -> None:
+    assert CONFIGS["small"].depths == (1, 1, 1) and CONFIGS["mid"].depths == (2, 2, 2)
+    assert CONFIGS["large"].widths == (48, 96, 144) and CONFIGS["large"].st_widths == (192, 240)
+    assert CONFIGS["large"].ind_width == 288 and CONFIGS["mid"].ind_depth == 2
+
+
+@pytest.mark.parametrize("height, width", [(64, 64), (120, 176), (240, 320), (100, 70)])
+def test_odd_frame_sizes_round_trip_shapes(height: int, width: int) -> None:
+    torch.manual_seed(0)
+    codec = TorchCodec(MSTVSC(TINY), "tiny-test@" + "00" * 8)
+    frames = np.random.default_rng(0).integers(0, 256, (TINY.gop, height, width, 3), dtype=np.uint8)
+    codes = codec.encode(frames)
+    assert codes.dtype == np.int8 and codes.shape == (TINY.latent_length(height, width),)
+    assert codes.min() >= -4 and codes.max() <= 3
+    out = codec.decode(codes, np.ones(codes.shape, bool), height, width)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    ph, pw = padded_size(height, width)
+    assert ph % 64 == 0 and pw % 64 == 0 and ph - height < 64 and pw - width < 64
+
+
+def test_latent_shapes_and_order() -> None:
+    common, individual = CONFIGS["small-c48"].latent_shapes(240, 320)
+    assert common == (1, 8, 10, 48) and individual == (4, 4, 5, 48)  # padded to 256x320: H/32, H/64
+    model = MSTVSC(TINY).eval()
+    y = model.encode(torch.rand(1, 4, 128, 192, 3))
+    assert y.common.shape == (1, 1, 4, 6, TINY.latent) and y.individual.shape == (1, 4, 2, 3, TINY.latent)
+
+
+def test_moe_routes_top_k_and_balances() -> None:
+    torch.manual_seed(0)
+    moe = MoE(16, experts=4, top_k=2, ratio=2.0).train()
+    tokens = torch.randn(256, 16)
+    weights, probs = moe.gates(tokens)
+    assert ((weights > 0).sum(-1) == 2).all()
+    assert torch.allclose(weights.sum(-1), torch.ones(256))
+    assert torch.allclose(probs.sum(-1), torch.ones(256))
+    moe(tokens)
+    assert moe.aux_loss.item() >= 1.0 - 1e-6  # 1 when perfectly balanced, more otherwise
+    # routing everything to one expert is penalised more than the random router's spread
+    with torch.no_grad():
+        moe.router.weight.zero_()
+        moe.router.bias.copy_(torch.tensor([10.0, 9.0, 0.0, 0.0]))
+    moe(tokens)
+    assert moe.aux_loss.item() > 1.5
+
+
+def test_moe_output_is_weighted_sum_of_selected_experts() -> None:
+    torch.manual_seed(1)
+    moe = MoE(8, experts=3, top_k=1, ratio=1.0).eval()
+    x = torch.randn(5, 8)
+    weights, _ = moe.gates(x)
+    expert = weights.argmax(-1)
+    expected = torch.stack([
+        torch.nn.functional.gelu(x[i] @ moe.w1[e] + moe.b1[e, 0]) @ moe.w2[e] + moe.b2[e, 0]
+        for i, e in enumerate(expert.tolist())
+    ])
+    assert torch.allclose(moe(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("module, shape", [(CommonRecovery(6, 8, 2), (2, 1, 4, 5, 6)),
+                                           (IndividualRecovery(6, 8, 2), (2, 4, 2, 3, 6))])
+def test_recovery_passes_received_elements_unchanged(module, shape) -> None:
+    torch.manual_seed(2)
+    y = torch.randint(-4, 4, shape).float()
+    received = (torch.rand(shape) > 0.5).float()
+    out = module(y * received, received)
+    kept = received.bool()
+    assert torch.equal(out[kept], (y * received)[kept])
+    assert not torch.equal(out[~kept], torch.zeros_like(out[~kept]))  # lost elements get a prediction
+
+
+def test_erasure_rate_per_gop() -> None:
+    torch.manual_seed(3)
+    y = Latents(torch.ones(2, 1, 8, 8, 16), torch.ones(2, 4, 4, 4, 16))
+    received, mask = erase(y, torch.tensor([0.0, 0.9]))
+    assert mask.common[0].mean() == 1.0 and mask.individual[0].mean() == 1.0
+    assert 0.05 < mask.common[1].mean() < 0.2
+    assert torch.equal(received.individual, y.individual * mask.individual)
+
+
+def test_training_steps_reduce_loss() -> None:
+    torch.manual_seed(4)
+    model = MSTVSC(TINY)
+    frames = torch.rand(2, 4, 64, 64, 3)
+    frames = frames * 0.3 + torch.linspace(0, 0.6, 64).view(1, 1, 1, 64, 1)  # some structure to learn
+    optim = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(25):
+        loss, info = stage1_loss(model, frames, LossWeights())
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        first = first if first is not None else info["mse"]
+    assert info["mse"] < 0.5 * first
+    loss2, info2 = stage2_loss(model, frames, torch.tensor([0.3, 0.9]), LossWeights())
+    loss2.backward()
+    assert set(info2) == {"mse", "aux", "latent"} and np.isfinite(loss2.item())
+
+
+def test_save_load_round_trip() -> None:
+    torch.manual_seed(5)
+    model = MSTVSC(TINY).eval()
+    buffer = io.BytesIO()
+    torch.save({"config": TINY.to_dict(), "state_dict": model.state_dict()}, buffer)
+    buffer.seek(0)
+    blob = torch.load(buffer, weights_only=True)
+    again = MSTVSC(MSTVSCConfig.from_dict(blob["config"])).eval()
+    again.load_state_dict(blob["state_dict"])
+    x = torch.rand(1, 4, 64, 64, 3)
+    y = model.encode(x)
+    ones = Latents(torch.ones_like(y.common), torch.ones_like(y.individual))
+    assert torch.equal(y.common, again.encode(x).common)
+    assert torch.allclose(model.decode(y, ones), again.decode(y, ones))

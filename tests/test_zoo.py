@@ -1,0 +1,54 @@
+"""Shipped models: cards match weights, the default model loads, and its quality holds a floor."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mstvsc_stream.media import read_frames, sample_clip_path
+from mstvsc_stream.pipeline.evaluation import EvalConfig, evaluate
+from mstvsc_stream.runtime import DEFAULT_MODEL, ModelError, find_model, list_models, load_codec
+from mstvsc_stream.runtime.zoo import file_sha256
+from mstvsc_stream.wire import DEFAULT_SEED
+
+# Measured on the sample clip (a validation clip, never trained on), 320x240, 16 frames, through the wire
+# path; the floors sit a margin below, so random or broken weights fail.
+QUALITY_FLOOR_DB = {0.0: 24.0, 0.9: 18.0}
+
+
+def test_every_card_matches_its_weights_and_graphs() -> None:
+    cards = list_models()
+    assert any(card.name == DEFAULT_MODEL for card in cards), "the default model must ship in models/"
+    for card in cards:
+        assert file_sha256(card.weights_path) == card.weights_sha256, f"{card.name}: card does not match weights"
+        for graph, digest in card.data.get("onnx", {}).items():
+            assert file_sha256(card.folder / graph) == digest, f"{card.name}: {graph} does not match its card"
+
+
+def test_tampered_weights_are_refused(tmp_path) -> None:
+    card = find_model(DEFAULT_MODEL)
+    folder = tmp_path / "tampered"
+    folder.mkdir()
+    (folder / "card.json").write_text(json.dumps(card.data))
+    blob = bytearray(card.weights_path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (folder / "weights.pt").write_bytes(bytes(blob))
+    with pytest.raises(ModelError, match="does not match its card"):
+        find_model(str(folder))
+
+
+def test_unknown_model_is_one_line() -> None:
+    with pytest.raises(ModelError, match="unknown model 'nope'.*shipped:"):
+        find_model("nope")
+
+
+def test_default_model_quality_floor() -> None:
+    codec = load_codec(DEFAULT_MODEL, backend="torch")
+    frames = read_frames(sample_clip_path(), n=16, size=(320, 240))
+    rows = evaluate(codec, frames, 30.0, EvalConfig(list(QUALITY_FLOOR_DB), DEFAULT_SEED))
+    for row in rows:
+        assert row.psnr >= QUALITY_FLOOR_DB[row.loss], f"{row.loss:g} loss: {row.psnr:.2f} dB under the floor"
+    assert rows[0].psnr > rows[1].psnr
+    assert 0.8 < rows[1].measured_loss <= 1.0 and rows[0].measured_loss == 0

