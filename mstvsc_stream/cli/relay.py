@@ -1,0 +1,162 @@
+"""mstvsc-relay: forward UDP one way with netem-style impairments, for kernels without netem.
+
+    mstvsc-relay --listen :6000 --to 127.0.0.1:5000 --loss 30% --delay 20 --jitter 5 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from . import common
+from ..net.endpoint import parse_endpoint
+from ..net.eventloop import run
+from ..net.loss import BernoulliLoss, GilbertElliottLoss, LossModel, parse_probability
+from ..net.relay import Impairment, RelayStats, start_relay
+
+log = logging.getLogger("mstvsc-relay")
+
+T = TypeVar("T")
+
+
+def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Let argparse print the parser's own ValueError message, not a generic 'invalid value'."""
+
+    def checked(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return checked
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:
+        raise ValueError(f"{text!r} is not a non-negative number")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0.0:
+        raise ValueError(f"{text!r} is not a positive number")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = common.parser("mstvsc-relay", "Forward UDP datagrams from --listen to --to, impaired like Linux netem.")
+    probability = _argument(parse_probability)
+    parser.add_argument("--listen", required=True, type=_argument(parse_endpoint), metavar="[HOST]:PORT",
+                        help="where the sender sends (port 0: any free port, logged)")
+    parser.add_argument("--to", required=True, type=_argument(parse_endpoint), metavar="HOST:PORT",
+                        help="the receiver")
+    losses = parser.add_mutually_exclusive_group()
+    losses.add_argument("--loss", type=probability, metavar="P", help="Bernoulli loss, e.g. 0.3 or 30%%")
+    losses.add_argument(
+        "--gemodel", type=probability, nargs="+", metavar="P",
+        help="Gilbert-Elliott loss: P [R [1-H [1-K]]] as in netem's 'loss gemodel'",
+    )
+    parser.add_argument("--delay", type=_argument(_non_negative), default=0.0, metavar="MS", help="one-way delay")
+    parser.add_argument("--jitter", type=_argument(_non_negative), default=0.0, metavar="MS",
+                        help="uniform +-MS around --delay")
+    parser.add_argument("--reorder", type=probability, default=0.0, metavar="P",
+                        help="chance a datagram skips --delay")
+    parser.add_argument("--duplicate", type=probability, default=0.0, metavar="P", help="chance of an extra copy")
+    parser.add_argument("--corrupt", type=probability, default=0.0, metavar="P", help="chance of one flipped bit")
+    parser.add_argument("--rate", type=_argument(_positive), metavar="KBIT", help="link rate in kbit/s of payload")
+    parser.add_argument("--limit", type=int, default=1000, metavar="N", help="datagrams that may wait (netem's limit)")
+    parser.add_argument("--seed", type=int, help="seed for every random choice (default: random, logged)")
+    parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write the final counters here on exit")
+    parser.add_argument("--stats-interval", type=_argument(_positive), default=5.0, metavar="S",
+                        help="seconds between one-line counter logs")
+    parser.add_argument("--duration", type=_argument(_positive), metavar="S", help="stop after S seconds")
+    return parser
+
+
+def _loss_model(args: argparse.Namespace) -> LossModel | None:
+    if args.loss is not None:
+        return BernoulliLoss(args.loss)
+    if args.gemodel is not None:
+        if len(args.gemodel) > 4:
+            raise ValueError("--gemodel takes at most 4 values: P [R [1-H [1-K]]]")
+        return GilbertElliottLoss.netem(*args.gemodel)
+    return None
+
+
+def _impairment(args: argparse.Namespace) -> Impairment:
+    return Impairment(
+        loss=_loss_model(args),
+        delay_s=args.delay / 1000.0,
+        jitter_s=args.jitter / 1000.0,
+        reorder=args.reorder,
+        duplicate=args.duplicate,
+        corrupt=args.corrupt,
+        rate_kbit=args.rate,
+        limit=args.limit,
+        seed=args.seed,
+    )
+
+
+def _summary(stats: RelayStats) -> str:
+    return " ".join(f"{name}={value}" for name, value in stats.as_dict().items())
+
+
+async def _serve(args: argparse.Namespace, impairment: Impairment) -> dict:
+    """Relay until SIGINT/SIGTERM or --duration, logging counters; returns the final report."""
+    relay = await start_relay(args.listen, args.to, impairment)
+    started = time.monotonic()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    async def report_periodically() -> None:
+        while True:
+            await asyncio.sleep(args.stats_interval)
+            log.info("%s", _summary(relay.stats))
+
+    reporter = asyncio.create_task(report_periodically())
+    try:
+        await asyncio.wait_for(stop.wait(), args.duration)
+    except asyncio.TimeoutError:  # --duration is over
+        pass
+    finally:
+        reporter.cancel()
+        relay.close()
+    stats = relay.stats
+    log.info("stopped: %s", _summary(stats))
+    return {**stats.as_dict(), "seed": relay.link.seed, "duration_s": round(time.monotonic() - started, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        impairment = _impairment(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.stats_json is not None and not args.stats_json.parent.is_dir():
+        parser.error(f"--stats-json: no directory {str(args.stats_json.parent)!r}")
+    common.setup_logging(args)
+
+    def body() -> int:
+        report = run(_serve(args, impairment))
+        if args.stats_json is not None:
+            args.stats_json.write_text(json.dumps(report, indent=2) + "\n")
+        return 0
+
+    return common.run_main(parser.prog, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
