@@ -4,13 +4,19 @@ a user's mistake ends in one line on stderr and a non-zero exit, never a traceba
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
 
 from .. import __version__
 from ..media import MediaError
 from ..net.endpoint import EndpointError
+from ..net.eventloop import run
 from ..net.loss import ProbabilityError
 from ..runtime import DEFAULT_MODEL, ModelError, list_models
 from ..wire import DEFAULT_SEED, WireError
@@ -72,3 +78,71 @@ def run_main(prog: str, body: Callable[[], int]) -> int:
     except USER_ERRORS as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
+
+
+T = TypeVar("T")
+
+
+def checked(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse ``type`` that reports ``parse``'s own ValueError message instead of 'invalid value'."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def positive_number(text: str) -> float:
+    value = float(text)
+    if not value > 0.0:  # also refuses nan
+        raise ValueError(f"{text!r} is not a positive number")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:
+        raise ValueError(f"{text!r} is not a non-negative number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def check_output_path(p: argparse.ArgumentParser, option: str, path: Path | None) -> None:
+    """Refuse, before anything runs for minutes, an output file whose folder does not exist."""
+    if path is not None and not path.parent.is_dir():
+        p.error(f"{option}: no directory {str(path.parent)!r}")
+
+
+def write_json(path: Path, document: object) -> None:
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def serve(
+    app: Callable[[], Awaitable[dict[str, object]]], stop: Callable[[], None], stats_json: Path | None
+) -> int:
+    """Run a streaming app's ``app()`` on the event loop and write the report it returns to ``stats_json``.
+
+    Ctrl-C and SIGTERM call ``stop`` instead of raising KeyboardInterrupt, so the app can shut down
+    cleanly (finalise its recording, tell the peer) and still report.
+    """
+
+    async def with_signals() -> dict[str, object]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop)
+        return await app()
+
+    report = run(with_signals())
+    if stats_json is not None:
+        write_json(stats_json, report)
+    return 0

@@ -1,0 +1,101 @@
+"""``mstvsc-recv``: receive an MSTVSC stream over UDP and show it, record it, or both.
+
+    mstvsc-recv --listen :5000 --display
+    mstvsc-recv --listen [ff02::1]:5000 --iface eth0 --record out.mkv --idle-exit 5 --stats-json stats.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..media.recorder import ENCODINGS
+from ..net.endpoint import parse_endpoint
+from ..pipeline.receiver import Receiver, ReceiverConfig
+from ..runtime import load_codec
+from .common import (
+    add_model_args,
+    add_seed_arg,
+    check_output_path,
+    checked,
+    non_negative_number,
+    parser,
+    positive_int,
+    positive_number,
+    run_main,
+    serve,
+    setup_logging,
+)
+
+DEFAULT_RECORD_SUFFIX = ".mp4"
+
+
+def _recording(text: str) -> Path:
+    """A recording path; no extension means H.264 .mp4, an unknown one is refused before anything runs."""
+    path = Path(text)
+    if not path.suffix:
+        path = path.with_suffix(DEFAULT_RECORD_SUFFIX)
+    if path.suffix.lower() not in ENCODINGS:
+        raise ValueError(f"cannot record to {text!r}: use one of {', '.join(ENCODINGS)} "
+                         "(.mp4 H.264, .mkv lossless FFV1)")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("mstvsc-recv", "Receive an MSTVSC stream over UDP; display and/or record it.")
+    p.add_argument("--listen", required=True, type=checked(parse_endpoint), metavar="[HOST]:PORT",
+                   help="where to listen, e.g. :5000, [::]:5000 or a multicast group 239.1.2.3:5000")
+    p.add_argument("--iface", metavar="NAME", help="network interface that joins a multicast group")
+    p.add_argument("--display", action="store_true", help="show the video in a window (q or Esc to quit)")
+    p.add_argument("--record", type=checked(_recording), metavar="PATH",
+                   help="record to PATH: .mp4 H.264 (the default), .mkv lossless FFV1")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("--frames", type=checked(positive_int), metavar="N", help="stop after N frames out")
+    limit.add_argument("--duration", type=checked(positive_number), metavar="S", help="stop after S seconds")
+    p.add_argument("--idle-exit", type=checked(positive_number), metavar="SECONDS",
+                   help="finish after this much silence once the stream has begun")
+    p.add_argument("--stay", action="store_true", help="keep listening after the sender's end of input")
+    p.add_argument("--playout-ms", type=checked(non_negative_number), default=100.0, metavar="MS",
+                   help="jitter margin: wait this long past a GOP's pacing span for its late segments (default 100)")
+    p.add_argument("--stats-json", type=Path, metavar="PATH", help="write the final counters here on exit")
+    p.add_argument("--status-interval", type=checked(positive_number), default=5.0, metavar="S",
+                   help="seconds between status lines")
+    add_model_args(p)
+    add_seed_arg(p)
+    return p
+
+
+def _config(args: argparse.Namespace) -> ReceiverConfig:
+    return ReceiverConfig(
+        listen=args.listen,
+        seed=args.seed,
+        iface=args.iface,
+        display=args.display,
+        record=args.record,
+        max_frames=args.frames,
+        duration_s=args.duration,
+        idle_exit_s=args.idle_exit,
+        stay=args.stay,
+        playout_margin_s=args.playout_ms / 1000.0,
+        status_interval_s=args.status_interval,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    check_output_path(p, "--record", args.record)
+    check_output_path(p, "--stats-json", args.stats_json)
+    setup_logging(args)
+
+    def body() -> int:
+        codec = load_codec(args.model, args.backend, args.device)
+        receiver = Receiver(codec, _config(args), lambda name: load_codec(name, args.backend, args.device))
+        return serve(receiver.run, receiver.stop, args.stats_json)
+
+    return run_main(p.prog, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""``mstvsc-send``: stream a camera, a video file or a URL to a receiver over UDP.
+
+    mstvsc-send --camera 0 --to 192.168.1.20:5000
+    mstvsc-send --input clip.mp4 --size 320x240 --to [ff02::1]:5000 --iface eth0 --kbps 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..media import CameraSource, FileSource, FrameSource
+from ..net.endpoint import parse_endpoint
+from ..pipeline.sender import Sender, SenderConfig
+from ..runtime import load_codec
+from .common import (
+    add_model_args,
+    add_seed_arg,
+    check_output_path,
+    checked,
+    parse_size,
+    parser,
+    positive_int,
+    positive_number,
+    run_main,
+    serve,
+    setup_logging,
+)
+
+CAMERA_SIZE = (640, 480)
+CAMERA_FPS = 30.0
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{text!r} is not a fraction in (0, 1]")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("mstvsc-send", "Encode video with MSTVSC and stream it over UDP to mstvsc-recv.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--camera", type=int, metavar="N", help="capture from camera N")
+    source.add_argument("--input", metavar="PATH_OR_URL", help="video file or URL (rtsp://, http://, ...)")
+    p.add_argument("--to", required=True, type=checked(parse_endpoint), metavar="HOST:PORT",
+                   help="receiver: IPv4, [IPv6]:port, host name or multicast group")
+    p.add_argument("--size", type=parse_size, metavar="WxH",
+                   help=f"frame size (default: the file's own, {CAMERA_SIZE[0]}x{CAMERA_SIZE[1]} for a camera)")
+    p.add_argument("--fps", type=checked(positive_number), metavar="F",
+                   help=f"frame rate (a file is resampled in time; camera default {CAMERA_FPS:g})")
+    p.add_argument("--frames", type=checked(positive_int), metavar="N", help="stop after N frames")
+    p.add_argument("--loop", action="store_true", help="play --input again from the start at its end")
+    add_model_args(p)
+    add_seed_arg(p)
+    payload = p.add_mutually_exclusive_group()
+    payload.add_argument("--payload", type=int, metavar="B", help="segment payload bytes (a multiple of 3)")
+    payload.add_argument("--packets", type=checked(positive_int), metavar="N", help="segments per GOP instead")
+    p.add_argument("--kbps", type=checked(positive_number), metavar="K",
+                   help="rate cap: send only the segments of each GOP that fit (the receiver counts the rest lost)")
+    p.add_argument("--ttl", type=int, default=1, metavar="N", help="multicast hop limit (default 1)")
+    p.add_argument("--iface", metavar="NAME", help="network interface for a multicast group")
+    p.add_argument("--pacing", type=checked(_fraction), default=0.8, metavar="FRACTION",
+                   help="spread each GOP's datagrams over this share of the GOP interval (default 0.8)")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
+                   help="play a file at its frame rate like a camera, dropping GOPs when encoding lags "
+                        "(default); --no-realtime sends as fast as encoding goes and drops nothing")
+    p.add_argument("--stats-interval", type=checked(positive_number), default=5.0, metavar="S",
+                   help="seconds between status lines")
+    p.add_argument("--stats-json", type=Path, metavar="PATH", help="write the final counters here on exit")
+    return p
+
+
+def _open_source(args: argparse.Namespace) -> FrameSource:
+    if args.camera is not None:
+        return CameraSource(args.camera, args.size or CAMERA_SIZE, args.fps or CAMERA_FPS)
+    return FileSource(args.input, size=args.size, fps=args.fps, loop=args.loop)
+
+
+def _config(args: argparse.Namespace) -> SenderConfig:
+    camera = args.camera is not None
+    return SenderConfig(
+        destination=args.to,
+        seed=args.seed,
+        payload_size=args.payload,
+        packets=args.packets,
+        kbps=args.kbps,
+        ttl=args.ttl,
+        iface=args.iface,
+        pacing=args.pacing,
+        realtime=camera or args.realtime,
+        pace_input=not camera,
+        max_frames=args.frames,
+        stats_interval_s=args.stats_interval,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.loop and args.camera is not None:
+        p.error("--loop applies to --input only")
+    check_output_path(p, "--stats-json", args.stats_json)
+    setup_logging(args)
+
+    def body() -> int:
+        config = _config(args)
+        source = _open_source(args)
+        try:
+            sender = Sender(load_codec(args.model, args.backend, args.device), source, config)
+        except BaseException:
+            source.close()
+            raise
+        return serve(sender.run, sender.stop, args.stats_json)
+
+    return run_main(p.prog, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Receiver side: which streams this receiver can decode, judged by their session descriptors.
+
+A stream encoded with other weights, or interleaved with another seed, decodes into noise, and nothing
+in a segment says so; only the descriptor does. So descriptors are judged before the GOP buffer sees
+them, and every datagram of a refused stream (known by its source address) is dropped and counted under
+the refusal's reason, with one log line per stream and reason instead of one per datagram.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Protocol
+
+from ..net.endpoint import Endpoint
+from ..wire import DESCRIPTOR_LABEL, HEADER_SIZE, SegmentHeader, SessionDescriptor, WireError, seed_fingerprint
+
+log = logging.getLogger(__name__)
+
+# Refusals are remembered per source address; a flood of spoofed sources must not grow memory.
+MAX_REMEMBERED = 64
+
+
+class CodecGeometry(Protocol):
+    """What a model says about a stream's shape: a codec, or the config on a model card."""
+
+    gop: int
+
+    def latent_length(self, height: int, width: int) -> int: ...
+
+
+class StreamAdmission:
+    """Admits or refuses datagrams; ``refused_by_reason`` counts the refused ones.
+
+    ``find_model(model_id)`` returns the geometry of a model this receiver can decode with, or None.
+    ``own_model_id`` only names the receiver's model in log lines.
+    """
+
+    def __init__(self, seed: int, find_model: Callable[[str], CodecGeometry | None], own_model_id: str) -> None:
+        self._fingerprint = seed_fingerprint(seed)
+        self._find_model = find_model
+        self._own_model_id = own_model_id
+        self._models: dict[str, CodecGeometry | None] = {}
+        self._refused: OrderedDict[Hashable, str] = OrderedDict()
+        self._logged: OrderedDict[tuple[int, str], None] = OrderedDict()
+        self.refused_by_reason: Counter[str] = Counter()
+
+    def admit(self, datagram: bytes, addr: Hashable) -> bool:
+        reason = self._judge(datagram, addr)
+        if reason is None:
+            return True
+        self.refused_by_reason[reason] += 1
+        return False
+
+    def _judge(self, datagram: bytes, addr: Hashable) -> str | None:
+        descriptor = parse_descriptor(datagram)
+        if descriptor is None:  # a segment, or malformed (the GOP buffer counts those under their reason)
+            return self._refused.get(addr)
+        problem = self._problem(descriptor)
+        if problem is None:
+            self._refused.pop(addr, None)  # the source restarted with a stream we can decode
+            return None
+        reason, message = problem
+        _remember(self._refused, addr, reason)
+        if (descriptor.session_id, reason) not in self._logged:
+            _remember(self._logged, (descriptor.session_id, reason), None)
+            log.error("refusing the stream from %s: %s", _address(addr), message)
+        return reason
+
+    def _problem(self, descriptor: SessionDescriptor) -> tuple[str, str] | None:
+        if descriptor.seed_fingerprint != self._fingerprint:
+            return "seed_mismatch", (
+                f"it is interleaved with another seed (fingerprint {descriptor.seed_fingerprint.hex()}, "
+                f"ours {self._fingerprint.hex()}); give both ends the same --seed"
+            )
+        model_id = descriptor.model_id
+        if model_id not in self._models:
+            self._models[model_id] = self._find_model(model_id)
+        model = self._models[model_id]
+        if model is None:
+            return "model_mismatch", (
+                f"it is encoded with model {model_id}, this receiver runs {self._own_model_id} "
+                "and has no installed model with those weights"
+            )
+        d = descriptor
+        expected = model.latent_length(d.height, d.width)
+        if d.gop_length != model.gop or d.n_elements != expected:
+            return "geometry_mismatch", (
+                f"its {d.width}x{d.height} GOPs of {d.gop_length} frames claim {d.n_elements} latent elements, "
+                f"model {model_id} makes {expected} from GOPs of {model.gop}"
+            )
+        return None
+
+
+def parse_descriptor(datagram: bytes) -> SessionDescriptor | None:
+    """The session descriptor a datagram carries; None for segments and for malformed datagrams."""
+    try:
+        if SegmentHeader.parse(datagram).label != DESCRIPTOR_LABEL:
+            return None
+        return SessionDescriptor.parse(memoryview(datagram)[HEADER_SIZE:])
+    except WireError:
+        return None
+
+
+def _remember(memory: OrderedDict, key: Hashable, value: object) -> None:
+    memory[key] = value
+    memory.move_to_end(key)
+    if len(memory) > MAX_REMEMBERED:
+        memory.popitem(last=False)
+
+
+def _address(addr: Hashable) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return str(Endpoint(str(addr[0]), int(addr[1])))
+    return str(addr)

@@ -1,0 +1,60 @@
+"""Sender side, one encoded GOP to the datagrams that carry it.
+
+Kept apart from the sockets so the two decisions made here can be tested exactly: which segments go
+out under a rate cap, and where the session-descriptor copies sit among them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..wire import DESCRIPTOR_COPIES, FLAG_END_OF_INPUT, HEADER_SIZE, SegmentHeader, SessionDescriptor, gop_number
+
+# After the last GOP its descriptor goes out again, flagged end-of-input, this many times: the flag lets a
+# receiver finalise its recording and exit at once. At 60 % loss all 8 copies are lost 1.7 % of the time.
+END_OF_INPUT_COPIES = 8
+
+
+def segments_within_rate(
+    descriptor: SessionDescriptor, kbps: float | None, copies: int = DESCRIPTOR_COPIES
+) -> int:
+    """How many of a GOP's segments fit into one GOP interval at ``kbps`` (all of them without a cap).
+
+    The descriptor copies come first (a receiver cannot use any segment without one); every segment is
+    counted at the full payload size. Interleaving spreads each segment's elements over the whole latent,
+    so the receiver treats the segments left out exactly like lost ones, and any subset is as good as
+    any other. Raises ValueError when not even one segment fits.
+    """
+    if kbps is None:
+        return descriptor.n_segments
+    budget = kbps * 1000 / 8 * descriptor.gop_duration_s - copies * len(descriptor.datagram())
+    fitting = int(budget // (HEADER_SIZE + descriptor.payload_size))
+    if fitting < 1:
+        minimum = (copies * len(descriptor.datagram()) + HEADER_SIZE + descriptor.payload_size) * 8
+        raise ValueError(f"--kbps {kbps:g} is too low for this stream: the descriptors and one segment per GOP "
+                         f"need {minimum / descriptor.gop_duration_s / 1000:.1f} kbps")
+    return min(fitting, descriptor.n_segments)
+
+
+def gop_datagrams(descriptor: SessionDescriptor, segments: list[bytes], count: int, copies: int) -> list[bytes]:
+    """Datagrams for segments ``0..count-1`` of ``segments`` with ``copies`` descriptor datagrams among them.
+
+    One copy leads, so a receiver joining now can place the segments that follow at once; the others are
+    spread evenly, so a loss burst that takes some copies leaves others.
+    """
+    number = gop_number(descriptor.gop_counter)
+    carried = [SegmentHeader(number, label).pack(payload) for label, payload in enumerate(segments[:count])]
+    described = descriptor.datagram()
+    total = len(carried) + copies
+    positions = {k * total // copies for k in range(copies)}  # distinct: steps of at least one slot
+    pending = iter(carried)
+    return [described if slot in positions else next(pending) for slot in range(total)]
+
+
+def end_of_input_datagrams(last: SessionDescriptor) -> list[bytes]:
+    """The last GOP's descriptor flagged end-of-input, :data:`END_OF_INPUT_COPIES` times.
+
+    Sent after that GOP's segments, because a sender learns that a GOP was the last only when the input
+    ends, which may be well after the GOP went out (a camera that stops, a trailing partial GOP).
+    """
+    return [replace(last, flags=last.flags | FLAG_END_OF_INPUT).datagram()] * END_OF_INPUT_COPIES

@@ -1,0 +1,91 @@
+"""Receiver side: decoded frames out to the screen and the recording, at the stream's frame rate.
+
+Decoded GOPs come in bursts of ``gop`` frames; playing them at 1/fps spacing shows motion at its own
+speed. Frames are never delayed to wait for a late GOP and never invented to fill a gap (the frame
+count out equals the count sent), so a slow decoder shows up as a later frame, not a stall.
+
+End-to-end latency is measured here, from the capture time of a GOP's first frame (the sender's wall
+clock, carried in the session descriptor) to the moment that frame is shown or written (this host's
+wall clock). It is only meaningful when both clocks are synchronised, e.g. by NTP/PTP or by running
+both ends on one host; GOPs whose descriptor was lost (and whose capture time is therefore an
+extrapolation) are not sampled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..media import Display, Recorder
+from ..wire import SessionDescriptor
+from .metrics import Timings
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedGop:
+    frames: np.ndarray  # uint8 RGB [T, H, W, 3]
+    descriptor: SessionDescriptor
+    capture_time_known: bool  # the descriptor is the GOP's own, not extrapolated from another GOP's
+
+
+class Playout:
+    """Shows and/or records frames at the stream's rate; stops taking frames after ``max_frames``.
+
+    The recording is opened at the first frame, with that stream's size and rate; frames of a later
+    session with another size are resized into it, so one run gives one playable file.
+    """
+
+    def __init__(self, display: Display | None, record_path: Path | None, max_frames: int | None = None) -> None:
+        self.frames_out = 0
+        self.latency_ms = Timings()
+        self._display = display
+        self._record_path = record_path
+        self._recorder: Recorder | None = None
+        self._max_frames = max_frames
+        self._due = float("-inf")  # time.monotonic() the last frame went out at
+
+    @property
+    def limit_reached(self) -> bool:
+        return self._max_frames is not None and self.frames_out >= self._max_frames
+
+    @property
+    def window_closed(self) -> bool:
+        """The user closed the window (or pressed q or Esc in it)."""
+        return self._display is not None and self._display.closed
+
+    async def play(self, gop: DecodedGop) -> None:
+        period = 1.0 / gop.descriptor.fps
+        for index, frame in enumerate(gop.frames):
+            if self.limit_reached or self.window_closed:
+                return
+            now = time.monotonic()
+            self._due = max(now, self._due + period)
+            if self._due > now:
+                await asyncio.sleep(self._due - now)
+            self._emit(frame, gop.descriptor)
+            if index == 0 and gop.capture_time_known:
+                self.latency_ms.add((time.time() - gop.descriptor.capture_time_us / 1e6) * 1000)
+
+    def close(self) -> None:
+        """Finalises the recording (so it plays) and closes the window."""
+        if self._recorder is not None:
+            self._recorder.close()
+        if self._display is not None:
+            self._display.close()
+
+    def _emit(self, frame: np.ndarray, descriptor: SessionDescriptor) -> None:
+        if self._display is not None:
+            self._display.show(frame)
+        if self._record_path is not None:
+            if self._recorder is None:
+                self._recorder = Recorder(self._record_path, descriptor.fps, (descriptor.width, descriptor.height))
+            width, height = self._recorder.size
+            if frame.shape[:2] != (height, width):
+                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            self._recorder.write(frame)
+        self.frames_out += 1

@@ -1,0 +1,332 @@
+"""The receiving application: UDP datagrams in, frames out to a window and/or a recording.
+
+Datagrams are judged (:mod:`.admission`), then reassembled by the GOP buffer, whose deadlines are polled
+by a timer. Released GOPs wait in a short queue for the decoder (one worker thread, off the event loop);
+when decoding falls behind, the oldest waiting GOP is not decoded but shows the last frame again
+(``gops_held``), so playback never stalls and frames out still equal frames sent.
+
+How a GOP becomes frames, and why a lost one holds the last frame, is in :mod:`.decoding`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..media import Display
+from ..net.endpoint import Endpoint
+from ..net.gopbuffer import GopBuffer, ReleasedGop
+from ..net.transport import DatagramReceiver
+from ..runtime.base import Codec
+from ..wire import DEFAULT_SEED
+from .admission import StreamAdmission, parse_descriptor
+from .decoding import GopDecoder, Outcome
+from .metrics import Timings, format_report
+from .playout import DecodedGop, Playout
+
+log = logging.getLogger(__name__)
+
+IDLE_CHECKS_PER_PERIOD = 4  # how finely --idle-exit is checked
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """How to receive; see ``mstvsc-recv --help`` for the user's view of each field."""
+
+    listen: Endpoint | str
+    seed: int = DEFAULT_SEED
+    iface: str | None = None  # multicast interface
+    display: bool = False
+    record: Path | None = None  # container from the extension: .mp4 H.264, .mkv lossless FFV1
+    max_frames: int | None = None
+    duration_s: float | None = None
+    idle_exit_s: float | None = None  # silence after the first datagram that ends the run
+    stay: bool = False  # keep listening after the end-of-input flag
+    playout_margin_s: float = 0.1  # jitter allowance past the sender's pacing span
+    max_pending_gops: int | None = 2  # GOPs waiting for the decoder before the oldest is held; None: never
+    status_interval_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("duration_s", "idle_exit_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+        if self.max_pending_gops is not None and self.max_pending_gops < 1:
+            raise ValueError(f"max_pending_gops must be >= 1 or None, got {self.max_pending_gops}")
+        if self.playout_margin_s < 0 or not self.status_interval_s > 0:
+            raise ValueError("playout margin must be >= 0 and the status interval positive")
+
+
+@dataclass(slots=True)
+class _Work:
+    gop: ReleasedGop
+    held: bool = False  # skip decoding: the decoder fell behind
+
+
+class Receiver:
+    """Receives one stream at a time (a new session replaces the old one); ``await run()`` once.
+
+    ``load_model(name)`` opens another installed model when a stream names one; without it, only streams
+    of ``codec``'s model are accepted.
+    """
+
+    def __init__(self, codec: Codec, config: ReceiverConfig, load_model: Callable[[str], Codec] | None = None) -> None:
+        self.codec = codec
+        self.config = config
+        self._decoder = GopDecoder(codec, config.seed, load_model)
+        self._buffer = GopBuffer(playout_margin_s=config.playout_margin_s)
+        self._admission = StreamAdmission(config.seed, self._decoder.find_model, codec.model_id)
+        self._transport: DatagramReceiver | None = None
+        self._playout: Playout | None = None
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="decode")
+        self._queue: deque[_Work | None] = deque()  # None: no more input, finish after what is queued
+        self._queued = asyncio.Event()
+        self._decoded: asyncio.Queue[DecodedGop | None] = asyncio.Queue()
+        self._done = asyncio.Event()
+        self._input_closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._last_datagram: float | None = None
+        self._announced_session: int | None = None
+        self._first_counter: int | None = None
+        self._last_released: tuple[int, int] | None = None  # session id and counter
+        self._outcomes = dict.fromkeys(Outcome, 0)
+        self.end_reason = ""
+
+    @property
+    def local_address(self) -> Endpoint:
+        if self._transport is None:
+            raise RuntimeError("the receiver is not started")
+        return self._transport.local_address
+
+    async def start(self) -> Endpoint:
+        """Opens the window and binds the socket (so a caller can learn the port); ``run`` calls it too."""
+        if self._transport is None:
+            display = Display("mstvsc-recv") if self.config.display else None
+            self._playout = Playout(display, self.config.record, self.config.max_frames)
+            self._transport = await DatagramReceiver.open(self.config.listen, self._on_datagram, iface=self.config.iface)
+            log.info("listening on %s, model %s", self._transport.local_address, self.codec.model_id)
+        return self._transport.local_address
+
+    def stop(self, reason: str = "stopped") -> None:
+        """End now, dropping what has not been played yet (Ctrl-C, --duration)."""
+        self.end_reason = self.end_reason or reason
+        self._done.set()
+
+    def finish(self, reason: str = "finished") -> None:
+        """Release every GOP that has begun to arrive, play it out, then end."""
+        if self._input_closed:
+            return
+        self._deliver(self._buffer.poll(math.inf))
+        self._close_input(reason)
+
+    async def run(self) -> dict[str, object]:
+        """Receive until the end of the input (unless ``stay``), a limit or :meth:`stop`; returns :meth:`report`."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        decoding = asyncio.create_task(self._decode_loop())
+        playing = asyncio.create_task(self._playout_loop())
+        helpers = [asyncio.create_task(self._report_periodically())]
+        if self.config.idle_exit_s is not None:
+            helpers.append(asyncio.create_task(self._exit_when_idle(self.config.idle_exit_s)))
+        duration = None
+        if self.config.duration_s is not None:
+            duration = loop.call_later(self.config.duration_s, self.stop, "duration")
+        done = asyncio.create_task(self._done.wait())
+        try:
+            await asyncio.wait({done, decoding, playing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._input_closed = True
+            self._shut_down([done, decoding, playing, *helpers], duration)
+        for task in (decoding, playing):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        report = self.report()
+        log.info("receiver finished (%s): %s", self.end_reason, format_report(report))
+        return report
+
+    def report(self) -> dict[str, object]:
+        """Everything ``--stats-json`` writes: reception, decoding, output and timing counters."""
+        b = self._buffer.stats
+        refused = self._admission.refused_by_reason
+        playout = self._playout
+        latency = playout.latency_ms if playout is not None else Timings()
+        return {
+            "model": self.codec.model_id,
+            "end_reason": self.end_reason,
+            "sessions": b.sessions,
+            "first_gop_counter": self._first_counter,
+            "gops_received": b.gops_received,
+            "gops_released": b.gops_released,
+            "gops_decoded": self._outcomes[Outcome.DECODED],
+            "gops_held": self._outcomes[Outcome.HELD],
+            "gops_concealed": self._outcomes[Outcome.CONCEALED],
+            "gops_late_dropped": b.gops_late_dropped,
+            "segments_expected": b.segments_expected,
+            "segments_received": b.segments_received,
+            "segment_loss_rate": round(1 - b.segments_received / b.segments_expected, 4) if b.segments_expected else None,
+            "segments_late": b.segments_late,
+            "segments_duplicate": b.segments_duplicate,
+            "descriptors_received": b.descriptors_received,
+            "descriptors_inferred": b.descriptors_inferred,
+            "frames_out": playout.frames_out if playout is not None else 0,
+            "datagrams": self._transport.stats.datagrams if self._transport is not None else 0,
+            "invalid_datagrams": b.invalid_datagrams + sum(refused.values()),
+            "invalid_by_reason": dict(sorted((b.invalid_by_reason + refused).items())),
+            "decode_ms_p50": self._decoder.decode_ms.percentile(50),
+            "decode_ms_p95": self._decoder.decode_ms.percentile(95),
+            "latency_ms_p50": latency.percentile(50),
+            "latency_ms_p95": latency.percentile(95),
+        }
+
+    # --- event loop: datagrams, deadlines, queueing ---------------------------------------------------
+
+    def _on_datagram(self, datagram: bytes, addr: tuple, arrival: float) -> None:
+        if self._input_closed:
+            return
+        self._last_datagram = arrival
+        if not self._admission.admit(datagram, addr):
+            return
+        self._deliver(self._buffer.push(datagram, addr, arrival))
+        if not self.config.stay and self._ends_released_stream(datagram):
+            self._close_input("end_of_input")
+        self._announce(addr)
+        self._arm_timer()
+
+    def _ends_released_stream(self, datagram: bytes) -> bool:
+        """An end-of-input descriptor for a GOP already released: the sender flags its last GOP only once
+        its input has ended, often after that GOP went out, so the buffer drops this copy as late; it still
+        means the stream is over."""
+        descriptor = parse_descriptor(datagram)
+        if descriptor is None or not descriptor.end_of_input or self._last_released is None:
+            return False
+        session_id, counter = self._last_released
+        return descriptor.session_id == session_id and descriptor.gop_counter <= counter
+
+    def _announce(self, addr: tuple) -> None:
+        descriptor = self._buffer.descriptor
+        if descriptor is not None and descriptor.session_id != self._announced_session:
+            self._announced_session = descriptor.session_id
+            log.info(
+                "receiving session %016x from %s: %dx%d @ %.2f fps, model %s, %d segments of %d B per GOP",
+                descriptor.session_id, Endpoint(str(addr[0]), int(addr[1])), descriptor.width, descriptor.height,
+                descriptor.fps, descriptor.model_id, descriptor.n_segments, descriptor.payload_size,
+            )  # fmt: skip
+
+    def _arm_timer(self) -> None:
+        deadline = self._buffer.next_deadline()
+        if deadline == self._timer_deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_deadline = deadline
+        self._timer = None
+        if deadline is not None:
+            delay = max(0.0, deadline - time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = self._timer_deadline = None
+        if not self._input_closed:
+            self._deliver(self._buffer.poll(time.monotonic()))
+            self._arm_timer()
+
+    def _deliver(self, released: list[ReleasedGop]) -> None:
+        for gop in released:
+            if self._first_counter is None:
+                self._first_counter = gop.counter
+            self._last_released = (gop.descriptor.session_id, gop.counter)
+            self._enqueue(_Work(gop))
+            if self._buffer.finished and not self.config.stay:
+                self._close_input("end_of_input")
+
+    def _enqueue(self, work: _Work) -> None:
+        self._queue.append(work)
+        limit = self.config.max_pending_gops
+        waiting = [w for w in self._queue if w is not None and not w.held]
+        if limit is not None and len(waiting) > limit:
+            waiting[0].held = True
+        self._queued.set()
+
+    def _close_input(self, reason: str) -> None:
+        if self._input_closed:
+            return
+        self.end_reason = self.end_reason or reason
+        self._input_closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._queue.append(None)
+        self._queued.set()
+
+    # --- decoding and output --------------------------------------------------------------------------
+
+    async def _decode_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+            work = self._queue.popleft()
+            if work is None:  # end of input; nothing follows, and run() cancels this loop when playout ends
+                await self._decoded.put(None)
+                continue
+            frames, outcome = await loop.run_in_executor(self._worker, self._decoder.render, work.gop, work.held)
+            self._outcomes[outcome] += 1
+            descriptor = work.gop.descriptor
+            await self._decoded.put(DecodedGop(frames, descriptor, not work.gop.descriptor_inferred))
+
+    async def _playout_loop(self) -> None:
+        playout = self._playout
+        assert playout is not None
+        while (gop := await self._decoded.get()) is not None:
+            await playout.play(gop)
+            if playout.limit_reached:
+                self.stop("frames")
+                return
+            if playout.window_closed:
+                self.stop("window_closed")
+                return
+        self.stop(self.end_reason or "finished")
+
+    # --- housekeeping ---------------------------------------------------------------------------------
+
+    async def _report_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_interval_s)
+            r = self.report()
+            loss = r["segment_loss_rate"]
+            log.info(
+                "%s GOPs (decoded %s, held %s, concealed %s), segment loss %s, %s frames out, %s invalid, "
+                "decode %s, latency %s",
+                r["gops_released"], r["gops_decoded"], r["gops_held"], r["gops_concealed"],
+                "n/a" if loss is None else f"{loss:.1%}", r["frames_out"], r["invalid_datagrams"],
+                self._decoder.decode_ms.summary(), self._playout.latency_ms.summary() if self._playout else "n/a",
+            )  # fmt: skip
+
+    async def _exit_when_idle(self, idle_s: float) -> None:
+        while True:
+            await asyncio.sleep(idle_s / IDLE_CHECKS_PER_PERIOD)
+            if self._last_datagram is not None and time.monotonic() - self._last_datagram >= idle_s:
+                self.finish("idle")
+                return
+
+    def _shut_down(self, tasks: list[asyncio.Task], duration: asyncio.TimerHandle | None) -> None:
+        for task in tasks:
+            task.cancel()
+        for handle in (duration, self._timer):
+            if handle is not None:
+                handle.cancel()
+        if self._transport is not None:
+            self._transport.close()
+        if self._playout is not None:
+            self._playout.close()
+        self._worker.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,277 @@
+"""The sending application: frames in, encoded GOPs out as paced UDP datagrams.
+
+Three activities overlap so none waits for another: capture (its own thread, or frames read on demand
+offline), encoding (one worker thread, off the event loop) and sending (the event loop, one GOP's
+datagrams spread over ``pacing`` of the GOP interval while the next GOP encodes). When encoding is
+slower than real time, a live sender keeps only the newest complete GOP waiting and drops the one it
+replaces (counted): GOPs that are never sent take no GOP counter, so the receiver conceals nothing for
+them and latency stays at about one encode. Offline (``realtime=False``) nothing is dropped; the input
+is simply read as fast as the encoder takes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..media import CaptureThread, FrameSource
+from ..net.endpoint import Endpoint
+from ..net.transport import DatagramSender
+from ..runtime.base import Codec
+from ..wire import (
+    DEFAULT_SEED,
+    DESCRIPTOR_COPIES,
+    GopPacketizer,
+    SessionDescriptor,
+    new_session_id,
+    payload_size_for_packets,
+    split_model_id,
+)
+from .batching import end_of_input_datagrams, gop_datagrams, segments_within_rate
+from .gops import CapturedGop, FrameFeed, PulledFrames, gather_gops
+from .metrics import Timings, format_report
+
+log = logging.getLogger(__name__)
+
+_Mailbox = asyncio.Queue  # of CapturedGop, then None (input ended) or the Exception that ended capture
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    """How to send; see ``mstvsc-send --help`` for the user's view of each field."""
+
+    destination: Endpoint | str
+    seed: int = DEFAULT_SEED
+    payload_size: int | None = None  # bytes per segment, a multiple of 3; None: the wire default
+    packets: int | None = None  # or: segments per GOP (the paper's N_p)
+    kbps: float | None = None  # cap on our datagram bytes; sends only the segments that fit
+    ttl: int = 1  # multicast hops
+    iface: str | None = None  # multicast interface
+    pacing: float = 0.8  # share of the GOP interval each GOP's datagrams are spread over
+    realtime: bool = True  # live: capture thread, drop GOPs when encoding lags
+    pace_input: bool = True  # with realtime: play the source at its frame rate (files; cameras pace themselves)
+    max_frames: int | None = None
+    stats_interval_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.pacing <= 1.0:
+            raise ValueError(f"pacing must be a fraction in (0, 1], got {self.pacing}")
+        if self.payload_size is not None and self.packets is not None:
+            raise ValueError("give a payload size or a packet count, not both")
+        if self.kbps is not None and not self.kbps > 0:
+            raise ValueError(f"kbps must be positive, got {self.kbps}")
+        if self.max_frames is not None and self.max_frames < 0:
+            raise ValueError(f"max_frames must be >= 0, got {self.max_frames}")
+        if not self.stats_interval_s > 0:
+            raise ValueError(f"stats interval must be positive, got {self.stats_interval_s}")
+
+
+@dataclass
+class SenderStats:
+    gops_sent: int = 0
+    gops_dropped: int = 0  # complete GOPs skipped because encoding fell behind real time
+    segments_sent: int = 0
+    segments_withheld: int = 0  # left out to stay under the rate cap
+    descriptors_sent: int = 0
+    encode_ms: Timings = field(default_factory=Timings)
+
+
+class Sender:
+    """Streams ``source`` encoded by ``codec`` to ``config.destination``; ``await run()`` once.
+
+    The constructor checks everything that can be checked before the network (payload size, rate cap
+    against the stream's needs) and raises ValueError with a one-line reason.
+    """
+
+    def __init__(self, codec: Codec, source: FrameSource, config: SenderConfig) -> None:
+        width, height = source.size
+        n_elements = codec.latent_length(height, width)
+        payload_size = config.payload_size
+        if config.packets is not None:
+            payload_size = payload_size_for_packets(n_elements, config.packets)
+        self.codec = codec
+        self.source = source
+        self.config = config
+        self.packetizer = GopPacketizer(n_elements, config.seed, payload_size)
+        name, weights_hash = split_model_id(codec.model_id)
+        self.descriptor = SessionDescriptor(
+            new_session_id(), 0, 0, width, height, max(1, round(source.fps * 1000)), codec.gop, n_elements,
+            self.packetizer.payload_size, self.packetizer.n_segments, self.packetizer.seed_fingerprint,
+            name, weights_hash,
+        )  # fmt: skip
+        self.segments_per_gop = segments_within_rate(self.descriptor, config.kbps)
+        self.stats = SenderStats()
+        self._capture: CaptureThread | None = None
+        self._feed: FrameFeed | None = None
+        self._transport: DatagramSender | None = None
+        self._work: asyncio.Task[None] | None = None
+        self._stop_requested = False
+
+    @property
+    def frames_sent(self) -> int:
+        return self.stats.gops_sent * self.codec.gop
+
+    def stop(self) -> None:
+        """End the stream (a signal handler may call this); ``run`` then returns normally.
+
+        The first call ends it cleanly: capture stops, the GOP being encoded is still sent, then the
+        end-of-input descriptors, so the receiver finalises its recording. A second call ends it at once.
+        """
+        if self._stop_requested and self._work is not None:
+            self._work.cancel()
+        self._stop_requested = True
+        if self._feed is not None:
+            self._feed.stop()
+
+    async def run(self) -> dict[str, object]:
+        """Stream until the input ends or :meth:`stop`; returns :meth:`report`. Capture and socket errors
+        propagate."""
+        if self._work is not None:
+            raise RuntimeError("a Sender runs once")
+        if not self._stop_requested:
+            self._work = asyncio.create_task(self._stream())
+            try:
+                await self._work
+            except asyncio.CancelledError:
+                if not self._stop_requested:
+                    raise
+        return self.report()
+
+    def report(self) -> dict[str, object]:
+        """Counters for logs and scripts, transport counters and the application bitrate included."""
+        stats, transport = self.stats, self._transport
+        wire = transport.stats if transport is not None else None
+        gop_seconds = stats.gops_sent * self.descriptor.gop_duration_s
+        sent_bytes = wire.bytes if wire else 0
+        return {
+            "session_id": f"{self.descriptor.session_id:016x}",
+            "model": self.codec.model_id,
+            "frames_sent": self.frames_sent,
+            "gops_sent": stats.gops_sent,
+            "gops_dropped": stats.gops_dropped,
+            "capture_frames_dropped": self._capture.dropped if self._capture is not None else 0,
+            "segments_per_gop": f"{self.segments_per_gop}/{self.packetizer.n_segments}",
+            "segments_sent": stats.segments_sent,
+            "segments_withheld": stats.segments_withheld,
+            "descriptors_sent": stats.descriptors_sent,
+            "datagrams": wire.datagrams if wire else 0,
+            "bytes": sent_bytes,
+            "send_errors": (wire.send_errors + wire.dropped) if wire else 0,
+            "stream_kbps": round(sent_bytes * 8 / gop_seconds / 1000, 1) if gop_seconds else None,
+            "encode_ms_p50": stats.encode_ms.percentile(50),
+            "encode_ms_p95": stats.encode_ms.percentile(95),
+        }
+
+    async def _stream(self) -> None:
+        cfg = self.config
+        try:
+            self._transport = transport = await DatagramSender.open(
+                cfg.destination, ttl=cfg.ttl, iface=cfg.iface, kbps=cfg.kbps
+            )
+        except BaseException:
+            self.source.close()  # from run() on the source is ours, and the feed that would close it never opened
+            raise
+        log.info(
+            "sending %dx%d @ %.2f fps to %s: session %016x, model %s, %d of %d segments of %d B per GOP",
+            *self.source.size, self.source.fps, transport.destination.endpoint, self.descriptor.session_id,
+            self.codec.model_id, self.segments_per_gop, self.packetizer.n_segments, self.packetizer.payload_size,
+        )  # fmt: skip
+        self._feed = feed = self._open_feed()
+        reader = ThreadPoolExecutor(1, thread_name_prefix="frames")
+        encoder = ThreadPoolExecutor(1, thread_name_prefix="encode")
+        mailbox: _Mailbox = asyncio.Queue(maxsize=1)
+        gathering = asyncio.create_task(self._gather(feed, reader, mailbox))
+        reporting = asyncio.create_task(self._report_periodically())
+        try:
+            await self._encode_and_send(mailbox, encoder, transport)
+        finally:
+            gathering.cancel()
+            reporting.cancel()
+            feed.stop()
+            transport.close()
+            reader.shutdown(wait=False, cancel_futures=True)
+            encoder.shutdown(wait=False, cancel_futures=True)
+            log.info("sender finished: %s", format_report(self.report()))
+
+    def _open_feed(self) -> FrameFeed:
+        if not self.config.realtime:
+            return PulledFrames(self.source)
+        self._capture = CaptureThread(self.source, capacity=2 * self.codec.gop, realtime=self.config.pace_input)
+        return self._capture.start()
+
+    async def _gather(self, feed: FrameFeed, reader: ThreadPoolExecutor, mailbox: _Mailbox) -> None:
+        """Posts whole GOPs, then None at the end of the input or the error that ended capture."""
+        ending: Exception | None = None
+        try:
+            async for gop in gather_gops(feed, self.codec.gop, reader, self.config.max_frames):
+                if not self.config.realtime:
+                    await mailbox.put(gop)
+                    continue
+                if mailbox.full():
+                    mailbox.get_nowait()
+                    self.stats.gops_dropped += 1
+                mailbox.put_nowait(gop)
+        except Exception as error:  # raised again by the encoding loop, in the caller's task
+            ending = error
+        feed.stop()  # --frames may end the input before the source does
+        await mailbox.put(ending)
+
+    async def _encode_and_send(self, mailbox: _Mailbox, encoder: ThreadPoolExecutor, transport: DatagramSender) -> None:
+        loop = asyncio.get_running_loop()
+        span = self.config.pacing * self.descriptor.gop_duration_s
+        sending: asyncio.Task[None] | None = None
+        last: SessionDescriptor | None = None
+        try:
+            while not self._stop_requested and (gop := await mailbox.get()) is not None:
+                if isinstance(gop, Exception):
+                    raise gop
+                started = time.perf_counter()
+                segments = await loop.run_in_executor(encoder, self._encode, gop.frames)
+                self.stats.encode_ms.add((time.perf_counter() - started) * 1000)
+                last = self._descriptor_for(gop, 0 if last is None else last.gop_counter + 1)
+                datagrams = self._datagrams(last, segments)
+                if sending is not None:
+                    await sending  # the previous GOP's datagrams are still being paced out
+                sending = asyncio.create_task(transport.send_paced(datagrams, span))
+            if sending is not None:
+                await sending
+            if last is not None:
+                ending = end_of_input_datagrams(last)
+                self.stats.descriptors_sent += len(ending)
+                await transport.send_paced(ending, span)
+        finally:
+            if sending is not None:
+                sending.cancel()
+
+    def _encode(self, frames: np.ndarray) -> list[bytes]:
+        """Encoder thread: codes, interleaved and cut into segment payloads."""
+        return self.packetizer.segments(self.codec.encode(frames))
+
+    def _descriptor_for(self, gop: CapturedGop, counter: int) -> SessionDescriptor:
+        return replace(self.descriptor, gop_counter=counter, capture_time_us=int(gop.captured_at * 1_000_000))
+
+    def _datagrams(self, descriptor: SessionDescriptor, segments: list[bytes]) -> list[bytes]:
+        stats = self.stats
+        stats.gops_sent += 1
+        stats.segments_sent += self.segments_per_gop
+        stats.segments_withheld += len(segments) - self.segments_per_gop
+        stats.descriptors_sent += DESCRIPTOR_COPIES
+        return gop_datagrams(descriptor, segments, self.segments_per_gop, DESCRIPTOR_COPIES)
+
+    async def _report_periodically(self) -> None:
+        interval, stats = self.config.stats_interval_s, self.stats
+        previous_bytes = 0
+        while True:
+            await asyncio.sleep(interval)
+            sent_bytes = self._transport.stats.bytes if self._transport is not None else 0
+            kbps = (sent_bytes - previous_bytes) * 8 / interval / 1000
+            previous_bytes = sent_bytes
+            log.info(
+                "sent %d GOPs (%d dropped), %d segments, %.1f kbps, encode %s",
+                stats.gops_sent, stats.gops_dropped, stats.segments_sent, kbps, stats.encode_ms.summary(),
+            )  # fmt: skip

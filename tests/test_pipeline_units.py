@@ -1,0 +1,197 @@
+"""Pipeline pieces without sockets: datagram batches, the rate cap, stream admission, GOP gathering, timings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from mstvsc_stream.media import FileSource, sample_clip_path
+from mstvsc_stream.pipeline.admission import StreamAdmission, parse_descriptor
+from mstvsc_stream.pipeline.batching import (
+    END_OF_INPUT_COPIES,
+    end_of_input_datagrams,
+    gop_datagrams,
+    segments_within_rate,
+)
+from mstvsc_stream.pipeline.gops import PulledFrames, gather_gops
+from mstvsc_stream.pipeline.metrics import Timings
+from mstvsc_stream.wire import (
+    DEFAULT_SEED,
+    HEADER_SIZE,
+    GopPacketizer,
+    SegmentHeader,
+    SessionDescriptor,
+    seed_fingerprint,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+N_ELEMENTS = 640  # the tiny test model's latent at 320x240
+PACKETIZER = GopPacketizer(N_ELEMENTS, DEFAULT_SEED)
+DESCRIPTOR = SessionDescriptor(
+    session_id=7, gop_counter=300, capture_time_us=1, width=320, height=240, fps_milli=30000, gop_length=4,
+    n_elements=N_ELEMENTS, payload_size=PACKETIZER.payload_size, n_segments=PACKETIZER.n_segments,
+    seed_fingerprint=seed_fingerprint(DEFAULT_SEED), model_name="tiny-test", model_hash=bytes(8),
+)  # fmt: skip
+SEGMENTS = PACKETIZER.segments(np.random.default_rng(0).integers(-4, 4, N_ELEMENTS, dtype=np.int8))
+
+
+# --- batches and the rate cap ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 5, PACKETIZER.n_segments])
+def test_gop_datagrams_carry_the_chosen_segments_and_spread_descriptor_copies(count: int) -> None:
+    datagrams = gop_datagrams(DESCRIPTOR, SEGMENTS, count, copies=3)
+    assert len(datagrams) == count + 3
+    headers = [SegmentHeader.parse(d) for d in datagrams]
+    assert {h.gop for h in headers} == {300 % 256}
+    descriptor_slots = [i for i, h in enumerate(headers) if h.is_descriptor]
+    assert descriptor_slots[0] == 0, "a copy must lead so a joining receiver can place what follows"
+    assert len(descriptor_slots) == 3 and all(datagrams[i] == DESCRIPTOR.datagram() for i in descriptor_slots)
+    gaps = np.diff(descriptor_slots)
+    assert gaps.max() - gaps.min() <= 1, "copies are spread evenly, not bunched"
+    carried = {h.label: d[HEADER_SIZE:] for h, d in zip(headers, datagrams) if not h.is_descriptor}
+    assert carried == {label: SEGMENTS[label] for label in range(count)}
+
+
+def test_rate_cap_keeps_descriptors_and_as_many_segments_as_fit() -> None:
+    assert segments_within_rate(DESCRIPTOR, None) == PACKETIZER.n_segments
+    descriptor_bytes = 3 * len(DESCRIPTOR.datagram())
+    segment_bytes = HEADER_SIZE + DESCRIPTOR.payload_size
+    for kept in (2, 6, 11):
+        gop_bytes = descriptor_bytes + kept * segment_bytes
+        kbps = gop_bytes * 8 / DESCRIPTOR.gop_duration_s / 1000
+        assert segments_within_rate(DESCRIPTOR, kbps * 1.0001) == kept
+        assert segments_within_rate(DESCRIPTOR, kbps * 0.9999) == kept - 1
+    assert segments_within_rate(DESCRIPTOR, 1e6) == PACKETIZER.n_segments
+
+
+def test_rate_cap_below_one_segment_is_a_one_line_error() -> None:
+    with pytest.raises(ValueError, match=r"--kbps 1 is too low .* need \d+\.\d kbps") as err:
+        segments_within_rate(DESCRIPTOR, 1.0)
+    assert "\n" not in str(err.value)
+
+
+def test_end_of_input_datagrams_flag_the_last_gop() -> None:
+    ending = end_of_input_datagrams(DESCRIPTOR)
+    assert len(ending) == END_OF_INPUT_COPIES
+    parsed = parse_descriptor(ending[0])
+    assert parsed is not None and parsed.end_of_input
+    assert replace(parsed, flags=0) == DESCRIPTOR
+
+
+# --- admission ------------------------------------------------------------------------------------------
+
+
+class TinyGeometry:
+    gop = 4
+
+    def latent_length(self, height: int, width: int) -> int:
+        return N_ELEMENTS if (height, width) == (240, 320) else 1
+
+
+def admission_for(known: dict[str, TinyGeometry]) -> StreamAdmission:
+    return StreamAdmission(DEFAULT_SEED, known.get, "tiny-test@" + "00" * 8)
+
+
+def test_admission_passes_its_own_stream_and_malformed_datagrams() -> None:
+    admission = admission_for({DESCRIPTOR.model_id: TinyGeometry()})
+    source = ("127.0.0.1", 4000)
+    assert admission.admit(DESCRIPTOR.datagram(), source)
+    assert admission.admit(SegmentHeader(0, 1).pack(SEGMENTS[1]), source)
+    assert admission.admit(b"\x00", source), "malformed datagrams are the GOP buffer's to count"
+    assert not admission.refused_by_reason
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "words"),
+    [
+        ({"seed_fingerprint": seed_fingerprint(DEFAULT_SEED + 1)}, "seed_mismatch", "--seed"),
+        ({"model_hash": b"\x11" * 8}, "model_mismatch", "tiny-test@1111111111111111"),
+        ({"width": 640, "height": 480}, "geometry_mismatch", "640x480"),
+    ],
+)
+def test_admission_refuses_a_stream_it_cannot_decode_with_one_log_line(
+    change: dict, reason: str, words: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    admission = admission_for({DESCRIPTOR.model_id: TinyGeometry()})
+    foreign = replace(DESCRIPTOR, **change)
+    source, other = ("10.0.0.1", 5000), ("10.0.0.2", 5000)
+    with caplog.at_level(logging.ERROR):
+        for counter in range(5):
+            assert not admission.admit(replace(foreign, gop_counter=counter).datagram(), source)
+            assert not admission.admit(SegmentHeader(counter, 0).pack(SEGMENTS[0]), source)
+        assert admission.admit(SegmentHeader(0, 0).pack(SEGMENTS[0]), other), "only the refused source is dropped"
+    assert admission.refused_by_reason == {reason: 10}
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(lines) == 1 and words in lines[0] and "\n" not in lines[0]
+    # The same source restarting with a stream we can decode is admitted again, segments included.
+    assert admission.admit(DESCRIPTOR.datagram(), source)
+    assert admission.admit(SegmentHeader(0, 0).pack(SEGMENTS[0]), source)
+
+
+def test_admission_asks_about_each_model_once() -> None:
+    asked: list[str] = []
+
+    def find(model_id: str) -> TinyGeometry | None:
+        asked.append(model_id)
+        return None
+
+    admission = StreamAdmission(DEFAULT_SEED, find, "x@" + "00" * 8)
+    for counter in range(4):
+        admission.admit(replace(DESCRIPTOR, gop_counter=counter).datagram(), ("h", counter))
+    assert asked == [DESCRIPTOR.model_id]
+
+
+# --- frames to GOPs -------------------------------------------------------------------------------------
+
+
+def gather(source: FileSource, gop: int, max_frames: int | None = None) -> list:
+    async def collect() -> list:
+        with ThreadPoolExecutor(1) as reader:
+            return [g async for g in gather_gops(PulledFrames(source), gop, reader, max_frames)]
+
+    return asyncio.run(collect())
+
+
+def test_gather_gops_cuts_whole_gops_and_drops_the_trailing_part(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        gops = gather(FileSource(sample_clip_path(), size=(64, 48), frames=10), gop=4)
+    assert [g.frames.shape for g in gops] == [(4, 48, 64, 3)] * 2
+    assert [g.first_sequence for g in gops] == [0, 4]
+    assert gops[0].captured_at <= gops[1].captured_at
+    assert any("2 trailing frame(s)" in r.getMessage() for r in caplog.records)
+
+
+def test_gather_gops_stops_at_max_frames() -> None:
+    assert len(gather(FileSource(sample_clip_path(), size=(64, 48)), gop=4, max_frames=8)) == 2
+
+
+def test_pulled_frames_stop_ends_reading_from_another_thread() -> None:
+    feed = PulledFrames(FileSource(sample_clip_path(), size=(64, 48)))
+    assert feed.get() is not None
+    stopper = threading.Thread(target=feed.stop)
+    stopper.start()
+    stopper.join(5)
+    assert feed.get() is None
+    feed.stop()  # again: harmless
+
+
+# --- timings --------------------------------------------------------------------------------------------
+
+
+def test_timings_percentiles_and_bound() -> None:
+    timings = Timings(max_samples=100)
+    assert timings.percentile(50) is None and timings.summary() == "n/a"
+    for value in range(1000):
+        timings.add(float(value))
+    assert len(timings) == 100
+    assert timings.percentile(50) == pytest.approx(949.5)
+    assert timings.percentile(95) == pytest.approx(994.05, abs=0.1)
+    assert timings.summary() == "p50 950 p95 994 ms"
