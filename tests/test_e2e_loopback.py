@@ -131,7 +131,7 @@ def test_a_stream_that_cannot_be_decoded_is_refused_in_one_line_and_counted(
 ) -> None:
     sender_codec = TorchCodec(codec.model, tx_codec_id)
     with caplog.at_level(logging.INFO):
-        outcome = stream(sender_codec, codec, frames=8, tx={"seed": tx_seed})
+        outcome = stream(sender_codec, codec, frames=8, tx={"seed": tx_seed}, rx={"idle_exit_s": 1.0})
     report = outcome.report
     assert report["frames_out"] == 0 and report["gops_received"] == 0
     assert report["end_reason"] == "idle"
