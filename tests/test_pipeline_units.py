@@ -1,17 +1,19 @@
-"""Pipeline pieces without sockets: datagram batches, the rate cap, stream admission, GOP gathering, timings."""
+"""Pipeline pieces without sockets: datagram batches, the rate cap, stream admission, GOP gathering, timings, playout."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mstvsc_stream.media import FileSource, sample_clip_path
+from mstvsc_stream.media import FileSource, read_frames, sample_clip_path
 from mstvsc_stream.pipeline.admission import StreamAdmission, parse_descriptor
 from mstvsc_stream.pipeline.batching import (
     END_OF_INPUT_COPIES,
@@ -21,6 +23,7 @@ from mstvsc_stream.pipeline.batching import (
 )
 from mstvsc_stream.pipeline.gops import PulledFrames, gather_gops
 from mstvsc_stream.pipeline.metrics import Timings
+from mstvsc_stream.pipeline.playout import DecodedGop, Playout
 from mstvsc_stream.wire import (
     DEFAULT_SEED,
     HEADER_SIZE,
@@ -195,3 +198,54 @@ def test_timings_percentiles_and_bound() -> None:
     assert timings.percentile(50) == pytest.approx(949.5)
     assert timings.percentile(95) == pytest.approx(994.05, abs=0.1)
     assert timings.summary() == "p50 950 p95 994 ms"
+
+
+# --- playout --------------------------------------------------------------------------------------------
+
+
+def decoded_gop(fps_milli: int, size: tuple[int, int] = (320, 240), value: int = 0) -> DecodedGop:
+    width, height = size
+    frames = np.full((4, height, width, 3), value, np.uint8)
+    descriptor = replace(DESCRIPTOR, fps_milli=fps_milli, width=width, height=height, capture_time_us=int(time.time() * 1e6))
+    return DecodedGop(frames, descriptor, capture_time_known=True)
+
+
+def test_playout_paces_frames_at_the_stream_rate_and_samples_latency() -> None:
+    playout = Playout(display=None, record_path=None)
+
+    async def play() -> float:
+        started = time.monotonic()
+        await playout.play(decoded_gop(fps_milli=50_000))
+        await playout.play(decoded_gop(fps_milli=50_000))
+        return time.monotonic() - started
+
+    assert asyncio.run(play()) >= 7 * 0.02, "8 frames at 50 fps span at least 7 frame periods"
+    assert playout.frames_out == 8 and len(playout.latency_ms) == 2
+
+
+def test_playout_catches_up_on_a_backlog_without_waiting() -> None:
+    playout = Playout(display=None, record_path=None)
+
+    async def play() -> float:
+        started = time.monotonic()
+        await playout.play(decoded_gop(fps_milli=1000), catch_up=True)  # paced, these 4 frames take 3 s
+        return time.monotonic() - started
+
+    assert asyncio.run(play()) < 2.0
+    assert playout.frames_out == 4
+
+
+def test_playout_stops_at_its_frame_limit_and_records_one_file_across_sizes(tmp_path: Path) -> None:
+    recording = tmp_path / "out.mkv"
+    playout = Playout(display=None, record_path=recording, max_frames=6)
+
+    async def play() -> None:
+        await playout.play(decoded_gop(fps_milli=1_000_000, value=10), catch_up=True)
+        await playout.play(decoded_gop(fps_milli=1_000_000, size=(64, 48), value=200), catch_up=True)
+
+    asyncio.run(play())
+    playout.close()
+    assert playout.limit_reached and playout.frames_out == 6
+    written = read_frames(recording)
+    assert written.shape == (6, 240, 320, 3), "a later session's frames are resized into the recording"
+    assert (written[:4] == 10).all() and (written[4:] == 200).all()

@@ -58,8 +58,11 @@ class Playout:
         """The user closed the window (or pressed q or Esc in it)."""
         return self._display is not None and self._display.closed
 
-    async def play(self, gop: DecodedGop) -> None:
-        period = 1.0 / gop.descriptor.fps
+    async def play(self, gop: DecodedGop, catch_up: bool = False) -> None:
+        """Outputs the GOP's frames 1/fps apart; ``catch_up`` (a backlog of decoded GOPs is waiting, e.g.
+        after a network stall or from a sender faster than real time) sends them without waiting, so a
+        burst does not leave the picture late for good."""
+        period = 0.0 if catch_up else 1.0 / gop.descriptor.fps
         for index, frame in enumerate(gop.frames):
             if self.limit_reached or self.window_closed:
                 return

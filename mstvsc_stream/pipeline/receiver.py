@@ -34,6 +34,7 @@ from .playout import DecodedGop, Playout
 log = logging.getLogger(__name__)
 
 IDLE_CHECKS_PER_PERIOD = 4  # how finely --idle-exit is checked
+CATCH_UP_BACKLOG = 2  # decoded GOPs waiting for output beyond which frames go out without pacing
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,7 @@ class Receiver:
         playout = self._playout
         assert playout is not None
         while (gop := await self._decoded.get()) is not None:
-            await playout.play(gop)
+            await playout.play(gop, catch_up=self._decoded.qsize() >= CATCH_UP_BACKLOG)
             if playout.limit_reached:
                 self.stop("frames")
                 return
