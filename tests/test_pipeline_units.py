@@ -1,4 +1,4 @@
-"""Pipeline pieces without sockets: datagram batches, the rate cap, stream admission, GOP gathering, timings, playout."""
+"""Pipeline pieces without sockets: batches, the rate cap, admission, GOP gathering, timings, playout."""
 
 from __future__ import annotations
 
