@@ -34,7 +34,9 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help=f"shipped model name or model folder (default {DEFAULT_MODEL})")
-    p.add_argument("--backend", choices=["auto", "torch"], default="auto", help="inference backend")
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                   help="inference backend: onnx (ONNX Runtime, no PyTorch needed), torch, or auto (the fastest "
+                        "usable, logged); ONNX threads: $MSTVSC_THREADS")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--list-models", action=ListModels, nargs=0, help="show the shipped models and exit")
 

@@ -1,34 +1,43 @@
-"""Inference backends behind one interface (:class:`~mstvsc_stream.runtime.base.Codec`)."""
+"""Inference backends behind one interface (:class:`~mstvsc_stream.runtime.base.Codec`).
+
+Importing this package, and running the ONNX backend, never imports PyTorch.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from .backends import BACKENDS, DEVICES, choose_backend
 from .base import Codec
 from .zoo import DEFAULT_MODEL, ModelCard, ModelError, find_model, list_models
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Codec", "DEFAULT_MODEL", "ModelCard", "ModelError", "find_model", "list_models", "load_codec"]
+__all__ = ["BACKENDS", "DEVICES", "Codec", "DEFAULT_MODEL", "ModelCard", "ModelError", "find_model", "list_models",
+           "load_codec"]
 
 
-def load_codec(model: str | None = None, backend: str = "auto", device: str = "cpu") -> Codec:
+def load_codec(model: str | None = None, backend: str = "auto", device: str = "cpu",
+               threads: int | None = None) -> Codec:
     """Open a shipped model (by name or folder) with the requested backend.
 
-    ``backend``: "torch" or "auto" (the fastest available; today the PyTorch backend).
-    ``device``: "cpu" or "cuda".
+    ``backend``: "onnx" (ONNX Runtime), "torch" (PyTorch) or "auto" (the fastest usable, logged).
+    ``device``: "cpu" or "cuda". ``threads``: intra-op threads (default: see
+    :func:`~mstvsc_stream.runtime.onnx_backend.default_threads` for ONNX, PyTorch's own default for torch).
     """
     card = find_model(model)
-    if backend not in ("auto", "torch"):
-        raise ModelError(f"unknown backend {backend!r} (choose auto or torch)")
-    try:
-        import torch
-    except ImportError:
-        raise ModelError("the torch backend needs PyTorch: pip install 'mstvsc-stream[train]'") from None
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("--device cuda asked for, but PyTorch sees no CUDA device")
-    from .torch_backend import TorchCodec, load_torch_model
+    backend, device = choose_backend(card, backend, device)
+    if backend == "onnx":
+        from .onnx_backend import OnnxCodec
 
-    codec = TorchCodec(load_torch_model(card, device), card.model_id, device)
+        codec: Codec = OnnxCodec(card, device, threads)
+    else:
+        import torch
+
+        from .torch_backend import TorchCodec, load_torch_model
+
+        if threads:
+            torch.set_num_threads(threads)
+        codec = TorchCodec(load_torch_model(card, device), card.model_id, device)
     log.info("model %s on %s", card.model_id, codec.backend)
     return codec

@@ -1,0 +1,83 @@
+"""``mstvsc-bench``: encoder and decoder speed per frame size and backend on this machine, with x264 at
+the same size and bitrate for scale (see :mod:`mstvsc_stream.pipeline.bench` for what is measured)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ..pipeline.bench import format_table, machine_info, run_bench
+from ..runtime import DEFAULT_MODEL
+from ..runtime.onnx_graphs import SHIPPED_SIZES
+from .common import parse_size, parser, run_main, setup_logging
+
+log = logging.getLogger("mstvsc-bench")
+
+CODEC_BACKENDS = ("onnx", "torch")
+
+
+def _backends(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in CODEC_BACKENDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown backend {unknown[0]!r} (choose from {', '.join(CODEC_BACKENDS)})")
+    return names
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def default_backends() -> str:
+    """Both backends where PyTorch is installed, else ONNX alone (found without importing torch)."""
+    return "onnx,torch" if importlib.util.find_spec("torch") is not None else "onnx"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("mstvsc-bench", "Encoder/decoder frames per second, ms per GOP, peak memory and wire time per "
+                               "frame size and backend, plus x264 (zerolatency, veryfast) at the codec's bitrate.")
+    p.add_argument("--sizes", type=lambda text: [parse_size(s) for s in text.split(",")], default=SHIPPED_SIZES,
+                   help=f"frame sizes WxH, comma-separated (default {SHIPPED_SIZES})")
+    p.add_argument("--model", default=None, help=f"shipped model name or model folder (default {DEFAULT_MODEL})")
+    p.add_argument("--backend", type=_backends, default=None,
+                   help="codec backends, comma-separated: onnx, torch (default: both where PyTorch is installed)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", type=_positive, default=None, help="intra-op threads (default: each backend's)")
+    p.add_argument("--gops", type=_positive, default=5, help="timed GOPs per measurement, after one warm-up GOP")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.json is not None and not args.json.parent.is_dir():
+        p.error(f"--json: no directory {str(args.json.parent)!r}")
+    setup_logging(args)
+    backends = args.backend or _backends(default_backends())
+
+    def body() -> int:
+        machine = machine_info(args.threads)
+        rows = []
+        for row in run_bench(args.sizes, backends, args.gops, args.model, args.device, args.threads):
+            log.info("%s %s %s: %.2f fps", row["size"], row["backend"], row["side"], row["fps"])
+            rows.append(row)
+        print(format_table(rows))
+        print(f"median of {args.gops} GOPs after a warm-up GOP; {machine['cpu']}, {machine['usable_cores']} usable "
+              f"cores, load {machine['load_avg_1m']} at start; wire ms: sender's segmenting on encode rows, "
+              "receiver's reassembly on decode rows")
+        if args.json is not None:
+            args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+        return 0
+
+    return run_main("mstvsc-bench", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

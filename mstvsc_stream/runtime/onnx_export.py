@@ -1,0 +1,230 @@
+"""Export the PyTorch model to fixed-size ONNX graphs and check them against PyTorch (needs torch, onnx).
+
+The encoder graph ends in the integer codes the wire carries (rounding inside), the decoder graph starts
+from codes plus the received mask (loss recovery inside), so a backend only pads, flattens and converts
+to uint8 around them (:mod:`~mstvsc_stream.runtime.layout`). Initializers of every graph written in one
+go are de-duplicated into one shared weights blob: the weights are the same at every frame size, so a
+folder of N sizes holds one copy of them instead of N.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from ..model import swin
+from ..model.mstvsc import MSTVSC, Latents
+from .layout import join_codes, pad_frames, split_codes
+from .onnx_backend import OnnxCodec
+from .onnx_graphs import (
+    CODES, ENCODER, FRAMES, GRAPH_FORMAT, META_FORMAT, META_WEIGHTS, PARTS, RECEIVED, WEIGHTS_BLOB,
+    cache_folder, graph_name, size_text,
+)
+from .torch_backend import load_torch_model
+from .zoo import CARD, ModelCard, file_sha256
+
+log = logging.getLogger(__name__)
+
+CODE_AGREEMENT = 0.999  # fraction of codes that must equal PyTorch's (the rest are rounding ties)
+DECODER_TOLERANCE = 1e-3  # max |ONNX - PyTorch| of decoded pixels in [0, 1], before uint8 conversion
+_INLINE_BYTES = 1024  # smaller initializers (norm scales, shapes) stay inside the graph file
+_ALIGN = 64
+
+
+class EncoderGraph(nn.Module):
+    """Padded float frames ``[1, T, Hp, Wp, 3]`` -> int8 common and individual codes."""
+
+    def __init__(self, model: MSTVSC) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.model.encode(frames)
+        return y.common.to(torch.int8), y.individual.to(torch.int8)
+
+
+class DecoderGraph(nn.Module):
+    """Zero-filled codes and 0/1 received masks -> padded float frames in [0, 1]."""
+
+    def __init__(self, model: MSTVSC) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, codes_common: torch.Tensor, codes_individual: torch.Tensor,
+                received_common: torch.Tensor, received_individual: torch.Tensor) -> torch.Tensor:
+        y = Latents(codes_common * received_common, codes_individual * received_individual)
+        return self.model.decode(y, Latents(received_common, received_individual))
+
+
+def _example_inputs(model: MSTVSC, part: str, padded: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    height, width = padded
+    if part == ENCODER:
+        return (torch.rand(1, model.cfg.gop, height, width, 3),)
+    common, individual = model.cfg.latent_shapes(height, width)
+    return tuple(torch.zeros(1, *shape) for shape in (common, individual, common, individual))
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter narrates every step on stdout and warns about unrelated optional packages."""
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        exporter_log.setLevel(level)
+
+
+def _export_part(model: MSTVSC, part: str, padded: tuple[int, int]) -> onnx.ModelProto:
+    module = EncoderGraph(model) if part == ENCODER else DecoderGraph(model)
+    inputs, outputs = ([FRAMES], ["common", "individual"]) if part == ENCODER else ([*CODES, *RECEIVED], [FRAMES])
+    with _quiet_exporter():
+        try:
+            program = torch.onnx.export(module.eval(), _example_inputs(model, part, padded), dynamo=True,
+                                        verbose=False, input_names=inputs, output_names=outputs)
+        finally:
+            # swin.py memoises the index and mask tensors it builds per window; built while tracing
+            # they are fake tensors, which must not outlive the trace (eager calls would get them)
+            swin._relative_index.cache_clear()
+            swin._shift_mask.cache_clear()
+    proto = program.model_proto
+    for node in proto.graph.node:  # source locations of the traced Python: half the file, no use at run time
+        del node.metadata_props[:]
+        node.doc_string = ""
+    return proto
+
+
+class _SharedBlob:
+    """Moves large initializers of several graphs into one file, storing identical tensors once."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self._offsets: dict[bytes, int] = {}
+
+    def externalize(self, proto: onnx.ModelProto) -> None:
+        for tensor in proto.graph.initializer:
+            raw = numpy_helper.to_array(tensor).tobytes()
+            if len(raw) < _INLINE_BYTES:
+                continue
+            key = hashlib.sha256(raw).digest()
+            if key not in self._offsets:
+                self.data += bytes(-len(self.data) % _ALIGN)
+                self._offsets[key] = len(self.data)
+                self.data += raw
+            for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data"):
+                tensor.ClearField(field)
+            del tensor.external_data[:]
+            for k, v in (("location", WEIGHTS_BLOB), ("offset", self._offsets[key]), ("length", len(raw))):
+                tensor.external_data.add(key=k, value=str(v))
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+
+
+def export_graphs(model: MSTVSC, card: ModelCard, sizes: list[tuple[int, int]], folder: Path) -> dict[str, str]:
+    """Write encoder and decoder graphs for each padded ``(height, width)`` and their shared weights blob
+    into ``folder``; return ``{file name: sha256}`` for all of them (the card's ``"onnx"`` mapping)."""
+    model = model.eval().cpu()
+    blob = _SharedBlob()
+    graphs: dict[str, onnx.ModelProto] = {}
+    for padded in sizes:
+        for part in PARTS:
+            proto = _export_part(model, part, padded)
+            for key, value in ((META_WEIGHTS, card.weights_sha256), (META_FORMAT, GRAPH_FORMAT)):
+                proto.metadata_props.add(key=key, value=value)
+            blob.externalize(proto)
+            graphs[graph_name(card, part, padded)] = proto
+            log.info("exported %s %s", part, size_text(*padded))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, proto in graphs.items():
+        onnx.save_model(proto, folder / name)
+    (folder / WEIGHTS_BLOB).write_bytes(blob.data)
+    return {name: file_sha256(folder / name) for name in sorted([*graphs, WEIGHTS_BLOB])}
+
+
+def export_to_cache(card: ModelCard, padded: tuple[int, int]) -> Path:
+    """Export one padded size into the user cache (atomically: a whole folder or nothing) and return it."""
+    target = cache_folder(card, padded)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".export-"))
+    try:
+        export_graphs(load_torch_model(card), card, [padded], staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # otherwise a concurrent export finished first: use that one
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def install_graphs(staging: Path, card: ModelCard, hashes: dict[str, str]) -> None:
+    """Move checked graphs into the model folder, drop graphs of sizes no longer shipped, list the new
+    ones in card.json. Graphs of other sizes would point into the replaced blob, so none may stay."""
+    for old in card.folder.glob("*.onnx"):
+        if old.name.split("-")[0] in PARTS and old.name not in hashes:
+            old.unlink()
+    for name in hashes:
+        os.replace(staging / name, card.folder / name)
+    path = card.folder / CARD
+    data = json.loads(path.read_text())
+    data["onnx"] = hashes
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How closely the ONNX graphs reproduce PyTorch on some GOPs."""
+
+    size: str
+    elements: int
+    code_mismatch: float  # fraction of code elements that differ
+    max_code_step: int  # largest difference between differing codes (1 for a rounding tie)
+    decoder_max_abs: float  # all elements received
+    decoder_max_abs_lossy: float  # half the elements lost (the recovery networks fill them)
+
+    @property
+    def ok(self) -> bool:
+        return (1 - self.code_mismatch >= CODE_AGREEMENT
+                and max(self.decoder_max_abs, self.decoder_max_abs_lossy) <= DECODER_TOLERANCE)
+
+
+@torch.inference_mode()
+def check_parity(model: MSTVSC, codec: OnnxCodec, frames: np.ndarray, seed: int = 0) -> Parity:
+    """Encode ``frames`` (whole GOPs) with both, then decode PyTorch's codes with both, fully received
+    and with half the elements lost; compare codes exactly and decoded floats before uint8 rounding."""
+    model = model.eval().cpu()
+    encoder, decoder = EncoderGraph(model), DecoderGraph(model)
+    rng = np.random.default_rng(seed)
+    gop, (height, width) = codec.gop, frames.shape[1:3]
+    mismatched, total, step, worst = 0, 0, 0, [0.0, 0.0]
+    for start in range(0, len(frames) - gop + 1, gop):
+        group = frames[start : start + gop]
+        ref = join_codes(*(c.numpy() for c in encoder(torch.from_numpy(pad_frames(group)))))
+        diff = np.abs(codec.encode(group).astype(np.int16) - ref)
+        mismatched, total, step = mismatched + int((diff > 0).sum()), total + ref.size, max(step, int(diff.max()))
+        for i, received in enumerate((np.ones(ref.size, bool), rng.random(ref.size) >= 0.5)):
+            codes = np.where(received, ref, 0).astype(np.int8)
+            feeds = [torch.from_numpy(a) for pair in (split_codes(model.cfg, codes, height, width),
+                                                      split_codes(model.cfg, received, height, width)) for a in pair]
+            expected = decoder(*feeds).numpy()
+            worst[i] = max(worst[i], float(np.abs(codec.decode_float(codes, received, height, width) - expected).max()))
+    return Parity(size_text(height, width), total, mismatched / total, step, worst[0], worst[1])

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Export a model's encoder and decoder to ONNX beside its weights, check the graphs against PyTorch on
+the bundled sample clip, and record them in the card's "onnx" mapping ({file: sha256}).
+
+    python tools/export_onnx.py [--model mstvsc-small-c48] [--sizes 320x240,640x480,1280x720,1920x1080]
+
+Run it again after every weights update (the shipping step does): the graphs of the old weights are
+replaced and graphs of sizes no longer listed are removed. Nothing is installed unless every size passes
+the parity check (codes equal on >= 99.9% of elements, decoded pixels within 1e-3 of PyTorch before the
+uint8 conversion). Graphs are keyed by the padded size (sides rounded up to 64): 320x240 -> 320x256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mstvsc_stream.cli.common import parse_size, run_main  # noqa: E402
+from mstvsc_stream.media import read_frames, sample_clip_path  # noqa: E402
+from mstvsc_stream.model.config import padded_size  # noqa: E402
+from mstvsc_stream.runtime import find_model  # noqa: E402
+from mstvsc_stream.runtime.onnx_backend import OnnxCodec  # noqa: E402
+from mstvsc_stream.runtime.onnx_export import check_parity, export_graphs, install_graphs  # noqa: E402
+from mstvsc_stream.runtime.onnx_graphs import SHIPPED_SIZES, size_text  # noqa: E402
+from mstvsc_stream.runtime.torch_backend import load_torch_model  # noqa: E402
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None, help="shipped model name or model folder (default: the default model)")
+    p.add_argument("--sizes", type=lambda text: [parse_size(s) for s in text.split(",")],
+                   default=SHIPPED_SIZES, help=f"frame sizes WxH, comma-separated (default {SHIPPED_SIZES})")
+    p.add_argument("--frames", type=int, default=8, help="sample-clip frames per size for the parity check")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch and ONNX Runtime")
+    return p.parse_args()
+
+
+def export(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    card = find_model(args.model)
+    model = load_torch_model(card)
+    padded = sorted({padded_size(h, w) for w, h in args.sizes}, key=lambda s: s[0] * s[1])
+    staging = Path(tempfile.mkdtemp(dir=card.folder, prefix=".export-"))
+    try:
+        start = time.perf_counter()
+        hashes = export_graphs(model, card, padded, staging)
+        print(f"{card.model_id}: exported {len(padded)} sizes in {time.perf_counter() - start:.0f} s")
+        codec = OnnxCodec(card, threads=args.threads, folder=staging)
+        print(f"{'size':>10} {'graphs':>10} {'elements':>9} {'codes differ':>13} {'max step':>8}"
+              f" {'decoder max err':>15} {'(half lost)':>11}")
+        failed = []
+        for width, height in args.sizes:
+            frames = read_frames(sample_clip_path(), n=args.frames, size=(width, height))
+            parity = check_parity(model, codec, frames)
+            print(f"{parity.size:>10} {size_text(*padded_size(height, width)):>10} {parity.elements:>9}"
+                  f" {parity.code_mismatch:>13.3e} {parity.max_code_step:>8} {parity.decoder_max_abs:>15.2e}"
+                  f" {parity.decoder_max_abs_lossy:>11.2e}")
+            if not parity.ok:
+                failed.append(parity.size)
+        for name in hashes:
+            print(f"  {name:<28} {(staging / name).stat().st_size / 2**20:8.2f} MiB")
+        if failed:
+            print(f"export_onnx: parity check failed for {', '.join(failed)}; nothing installed", file=sys.stderr)
+            return 1
+        install_graphs(staging, card, hashes)
+        print(f"installed into {card.folder} and listed in its card")
+        return 0
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main("export_onnx", lambda: export(parse_args())))
