@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from mstvsc_stream.media import FileSource, psnr, read_frames, sample_clip_path
+from mstvsc_stream.media import FileSource, MediaError, psnr, read_frames, sample_clip_path
 from mstvsc_stream.model.config import CONFIGS
 from mstvsc_stream.model.mstvsc import MSTVSC
 from mstvsc_stream.net.eventloop import run
@@ -175,6 +175,36 @@ def test_a_lost_gop_repeats_the_last_frame_and_silence_ends_the_run(codec: Torch
     assert len(written) == 12
     assert all(np.array_equal(written[i], written[3]) for i in range(4, 8)), "the concealed GOP holds frame 3"
     assert not np.array_equal(written[8], written[3])
+
+
+class BreakingSource:
+    """Eight frames of the sample clip, then a failure, as a camera that is unplugged."""
+
+    def __init__(self) -> None:
+        self._frames = FileSource(sample_clip_path(), size=SIZE, frames=8)
+        self.fps, self.size = self._frames.fps, self._frames.size
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        yield from self._frames
+        raise MediaError("camera 0 stopped delivering frames")
+
+    def close(self) -> None:
+        self._frames.close()
+
+
+def test_a_failing_source_ends_the_stream_properly_and_raises_one_line(codec: TorchCodec) -> None:
+    async def scenario() -> tuple[str, dict]:
+        receiver = Receiver(codec, ReceiverConfig("127.0.0.1:0", idle_exit_s=20.0))
+        address = await receiver.start()
+        receiving = asyncio.create_task(receiver.run())
+        with pytest.raises(MediaError) as failure:
+            await Sender(codec, BreakingSource(), SenderConfig(address, realtime=False)).run()
+        return str(failure.value), await asyncio.wait_for(receiving, 30)
+
+    message, report = run(scenario())
+    assert message == "camera 0 stopped delivering frames"
+    assert report["end_reason"] == "end_of_input", "the receiver is told the input ended, it does not time out"
+    assert_consistent(report, 8)
 
 
 class SlowDecoder:

@@ -226,10 +226,12 @@ class Sender:
         span = self.config.pacing * self.descriptor.gop_duration_s
         sending: asyncio.Task[None] | None = None
         last: SessionDescriptor | None = None
+        failure: Exception | None = None
         try:
             while not self._stop_requested and (gop := await mailbox.get()) is not None:
                 if isinstance(gop, Exception):
-                    raise gop
+                    failure = gop  # the input ended with an error: still tell the receiver it ended
+                    break
                 started = time.perf_counter()
                 segments = await loop.run_in_executor(encoder, self._encode, gop.frames)
                 self.stats.encode_ms.add((time.perf_counter() - started) * 1000)
@@ -244,6 +246,8 @@ class Sender:
                 ending = end_of_input_datagrams(last)
                 self.stats.descriptors_sent += len(ending)
                 await transport.send_paced(ending, span)
+            if failure is not None:
+                raise failure
         finally:
             if sending is not None:
                 sending.cancel()
