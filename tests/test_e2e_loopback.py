@@ -29,7 +29,14 @@ from mstvsc_stream.pipeline.receiver import Receiver, ReceiverConfig
 from mstvsc_stream.pipeline.sender import Sender, SenderConfig
 from mstvsc_stream.runtime import ModelError, find_model, load_codec
 from mstvsc_stream.runtime.torch_backend import TorchCodec
-from mstvsc_stream.wire import DEFAULT_SEED, GopPacketizer, SessionDescriptor, seed_fingerprint, split_model_id
+from mstvsc_stream.wire import (
+    DEFAULT_SEED,
+    FLAG_END_OF_INPUT,
+    GopPacketizer,
+    SessionDescriptor,
+    seed_fingerprint,
+    split_model_id,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -142,10 +149,11 @@ def test_a_stream_that_cannot_be_decoded_is_refused_in_one_line_and_counted(
     assert len(errors) == 1 and "refusing" in errors[0] and "\n" not in errors[0]
 
 
-def test_a_lost_gop_repeats_the_last_frame_and_silence_ends_the_run(codec: TorchCodec, tmp_path: Path) -> None:
-    """GOP 1 never arrives and no end flag is sent: GOP 1 is concealed, --idle-exit ends the run."""
-    frames = read_frames(sample_clip_path(), n=12, size=SIZE)
+def send_by_hand(codec: TorchCodec, gops: list[tuple[int, int, int]], config: ReceiverConfig) -> dict:
+    """Sends the sample clip's GOPs as ``(counter, segments to leave out, flags)`` straight to a receiver
+    (no Sender), so a test decides exactly what arrives; returns the receiver's report."""
     width, height = SIZE
+    frames = read_frames(sample_clip_path(), n=4 * (max(counter for counter, _, _ in gops) + 1), size=SIZE)
     n_elements = codec.latent_length(height, width)
     packetizer = GopPacketizer(n_elements, DEFAULT_SEED)
     name, weights_hash = split_model_id(codec.model_id)
@@ -153,21 +161,28 @@ def test_a_lost_gop_repeats_the_last_frame_and_silence_ends_the_run(codec: Torch
         99, 0, int(time.time() * 1e6), width, height, 30000, 4, n_elements, packetizer.payload_size,
         packetizer.n_segments, seed_fingerprint(DEFAULT_SEED), name, weights_hash,
     )  # fmt: skip
-    recording = tmp_path / "concealed.mkv"
 
     async def scenario() -> dict:
-        receiver = Receiver(codec, ReceiverConfig("127.0.0.1:0", record=recording, idle_exit_s=0.5))
+        receiver = Receiver(codec, config)
         link = await DatagramSender.open(await receiver.start())
         receiving = asyncio.create_task(receiver.run())
-        for counter in (0, 2):
+        for counter, left_out, flags in gops:
             segments = packetizer.segments(codec.encode(frames[counter * 4 : counter * 4 + 4]))
-            descriptor = replace(first, gop_counter=counter)
-            await link.send_paced(gop_datagrams(descriptor, segments, len(segments), copies=3), 0.05)
+            descriptor = replace(first, gop_counter=counter, flags=flags)
+            kept = len(segments) - left_out
+            await link.send_paced(gop_datagrams(descriptor, segments, kept, copies=3), 0.05)
         report = await asyncio.wait_for(receiving, 20)
         link.close()
         return report
 
-    report = run(scenario())
+    return run(scenario())
+
+
+def test_a_lost_gop_repeats_the_last_frame_and_silence_ends_the_run(codec: TorchCodec, tmp_path: Path) -> None:
+    """GOP 1 never arrives and no end flag is sent: GOP 1 is concealed, --idle-exit ends the run."""
+    recording = tmp_path / "concealed.mkv"
+    config = ReceiverConfig("127.0.0.1:0", record=recording, idle_exit_s=0.5)
+    report = send_by_hand(codec, [(0, 0, 0), (2, 0, 0)], config)
     assert_consistent(report, 12)
     assert report["end_reason"] == "idle"
     assert (report["gops_concealed"], report["gops_decoded"], report["descriptors_inferred"]) == (1, 2, 1)
@@ -175,6 +190,14 @@ def test_a_lost_gop_repeats_the_last_frame_and_silence_ends_the_run(codec: Torch
     assert len(written) == 12
     assert all(np.array_equal(written[i], written[3]) for i in range(4, 8)), "the concealed GOP holds frame 3"
     assert not np.array_equal(written[8], written[3])
+
+
+def test_the_end_flag_plays_out_every_gop_released_with_it(codec: TorchCodec) -> None:
+    """GOP 1 lacks a segment, so it is released together with the flagged GOP 2; both are played."""
+    config = ReceiverConfig("127.0.0.1:0", idle_exit_s=20.0, playout_margin_s=5.0)
+    report = send_by_hand(codec, [(0, 0, 0), (1, 1, 0), (2, 0, FLAG_END_OF_INPUT)], config)
+    assert report["end_reason"] == "end_of_input"
+    assert_consistent(report, 12)
 
 
 class BreakingSource:

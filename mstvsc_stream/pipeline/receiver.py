@@ -247,8 +247,8 @@ class Receiver:
                 self._first_counter = gop.counter
             self._last_released = (gop.descriptor.session_id, gop.counter)
             self._enqueue(_Work(gop))
-            if self._buffer.finished and not self.config.stay:
-                self._close_input("end_of_input")
+        if released and self._buffer.finished and not self.config.stay:  # the flagged GOP is the last released
+            self._close_input("end_of_input")
 
     def _enqueue(self, work: _Work) -> None:
         self._queue.append(work)
