@@ -148,7 +148,8 @@ def test_ctrl_c_ends_both_ends_cleanly(tiny_model: Path, tmp_path: Path) -> None
     try:
         receiver_log = wait_for_line(receiver, "listening on")
         sender = start("send", "--input", str(sample_clip_path()), "--loop", "--size", "128x96", "--to",
-                       f"127.0.0.1:{port}", "--model", str(tiny_model), *TORCH, "--stats-json", str(tx_stats))  # fmt: skip
+                       f"127.0.0.1:{port}", "--model", str(tiny_model), *TORCH,
+                       "--stats-json", str(tx_stats))  # fmt: skip
         receiver_log += wait_for_line(receiver, "receiving session")
         sender.send_signal(signal.SIGINT)
         _, sender_log = sender.communicate(timeout=30)

@@ -280,7 +280,9 @@ def test_default_model_streams_recognisable_video(tmp_path: Path) -> None:
     assert psnr(original, read_frames(recording)) > psnr(original, flat) + 0.5
 
 
-def test_receiver_switches_to_the_installed_model_a_stream_names(codec: TorchCodec, caplog: pytest.LogCaptureFixture) -> None:
+def test_receiver_switches_to_the_installed_model_a_stream_names(
+    codec: TorchCodec, caplog: pytest.LogCaptureFixture
+) -> None:
     default = default_codec_or_skip()()
 
     async def scenario() -> dict:

@@ -206,7 +206,8 @@ def test_timings_percentiles_and_bound() -> None:
 def decoded_gop(fps_milli: int, size: tuple[int, int] = (320, 240), value: int = 0) -> DecodedGop:
     width, height = size
     frames = np.full((4, height, width, 3), value, np.uint8)
-    descriptor = replace(DESCRIPTOR, fps_milli=fps_milli, width=width, height=height, capture_time_us=int(time.time() * 1e6))
+    now_us = int(time.time() * 1e6)
+    descriptor = replace(DESCRIPTOR, fps_milli=fps_milli, width=width, height=height, capture_time_us=now_us)
     return DecodedGop(frames, descriptor, capture_time_known=True)
 
 

@@ -114,7 +114,9 @@ class Receiver:
         if self._transport is None:
             display = Display("mstvsc-recv") if self.config.display else None
             self._playout = Playout(display, self.config.record, self.config.max_frames)
-            self._transport = await DatagramReceiver.open(self.config.listen, self._on_datagram, iface=self.config.iface)
+            self._transport = await DatagramReceiver.open(
+                self.config.listen, self._on_datagram, iface=self.config.iface
+            )
             log.info("listening on %s, model %s", self._transport.local_address, self.codec.model_id)
         return self._transport.local_address
 
@@ -174,7 +176,9 @@ class Receiver:
             "gops_late_dropped": b.gops_late_dropped,
             "segments_expected": b.segments_expected,
             "segments_received": b.segments_received,
-            "segment_loss_rate": round(1 - b.segments_received / b.segments_expected, 4) if b.segments_expected else None,
+            "segment_loss_rate": (
+                round(1 - b.segments_received / b.segments_expected, 4) if b.segments_expected else None
+            ),
             "segments_late": b.segments_late,
             "segments_duplicate": b.segments_duplicate,
             "descriptors_received": b.descriptors_received,
