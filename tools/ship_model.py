@@ -59,6 +59,17 @@ def measure(codec: TorchCodec, clips: list[Path], size: tuple[int, int], frames:
             "rows": mean_rows, "clips": per_clip}
 
 
+def training_seconds(entries: list[dict]) -> float:
+    """Wall time over all runs of a log: each resumed run restarts its clock at 0."""
+    total, previous = 0.0, 0.0
+    for entry in entries:
+        now = entry.get("time", previous)
+        if now < previous:
+            total += previous
+        previous = now
+    return total + previous
+
+
 def card_markdown(card: dict) -> str:
     q = card["quality"]
     lines = [f"# {card['name']}", "", card["summary"], "",
@@ -105,7 +116,7 @@ def main() -> int:
     log = args.checkpoint.parent / "train_log.jsonl"
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     entries = [e for e in entries if e["step"] <= ckpt["step"]]
-    hours = max((e.get("time", 0) for e in entries), default=0) / 3600
+    hours = training_seconds(entries) / 3600
     stage1 = min((e["step"] - 1 for e in entries if e.get("stage") == 2), default=ckpt["step"])
     card = {
         "name": args.name, "model_id": codec.model_id, "summary": args.summary, "config": cfg.to_dict(),
