@@ -2,7 +2,10 @@
 reassemble, recover, decode; then PSNR and MS-SSIM on the decoded frames themselves.
 
 Each GOP is encoded once and reused at every loss rate; each rate has its own seeded loss process that
-runs across GOPs (so Gilbert-Elliott bursts span GOP boundaries as on a real link).
+runs across GOPs (so Gilbert-Elliott bursts span GOP boundaries as on a real link). The inference-time
+ablations see exactly the segment losses the full system sees, and the classic baselines
+(:mod:`.baselines`) get the semantic stream's bitrate, payload size and loss process, so every row of
+one evaluation is measured on the same frames, bits and losses.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from ..media import ms_ssim, psnr
 from ..net.loss import BernoulliLoss, LossModel, LossProcess
 from ..runtime.base import Codec
 from ..wire import DESCRIPTOR_COPIES, GopPacketizer, HEADER_SIZE, SessionDescriptor, new_session_id, split_model_id
+from .ablations import ContiguousPacketizer, variants
+from .baselines import Baseline, default_keyint, deliver, encode_at_rate, play
+from .gallery import Gallery
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,34 @@ class EvalConfig:
     loss_seed: int = 1
     payload: int | None = None
     loss_model: Callable[[float], LossModel] = BernoulliLoss  # segment loss rate -> model
+    ablations: bool = False  # add the no-recovery and no-interleaving rows
+    baselines: tuple[str, ...] = ()  # names from baselines.BASELINE_NAMES
+    keyint: int | None = None  # baseline keyframe interval in frames; None = one second
+
+
+class QualityMeter:
+    """Mean over frames of per-frame PSNR and MS-SSIM, fed a GOP at a time, so no scheme's decoded clip
+    has to be held whole at every loss rate."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.psnr_sum = 0.0
+        self.ms_ssim_sum: float | None = 0.0
+
+    def add(self, reference: np.ndarray, decoded: np.ndarray) -> None:
+        n = len(reference)
+        self.psnr_sum += psnr(reference, decoded) * n
+        score = ms_ssim(reference, decoded)
+        self.ms_ssim_sum = None if score is None or self.ms_ssim_sum is None else self.ms_ssim_sum + score * n
+        self.frames += n
+
+    @property
+    def psnr(self) -> float:
+        return self.psnr_sum / self.frames
+
+    @property
+    def ms_ssim(self) -> float | None:
+        return None if self.ms_ssim_sum is None else self.ms_ssim_sum / self.frames
 
 
 def descriptor_bytes(codec: Codec, n_elements: int, payload: int, height: int, width: int, fps: float) -> int:
@@ -61,28 +95,66 @@ def stream_kbps(codec: Codec, height: int, width: int, fps: float, payload: int 
     return per_gop * 8 * fps / codec.gop / 1000
 
 
-def evaluate(codec: Codec, frames: np.ndarray, fps: float, cfg: EvalConfig) -> list[EvalRow]:
-    """Rows of quality per loss rate for ``frames`` ``[N, H, W, 3]`` (N cut to whole GOPs)."""
+def evaluate(codec: Codec, frames: np.ndarray, fps: float, cfg: EvalConfig, gallery: Gallery | None = None
+             ) -> list[EvalRow]:
+    """Rows of quality per scheme and loss rate for ``frames`` ``[N, H, W, 3]`` (N cut to whole GOPs):
+    the semantic rows first, in ``cfg.loss_rates`` order, then the ablations, then each baseline."""
     n_gops = len(frames) // codec.gop
     if n_gops == 0:
         raise ValueError(f"need at least {codec.gop} frames for one GOP, got {len(frames)}")
     frames = frames[: n_gops * codec.gop]
+    baselines = [Baseline.named(name) for name in cfg.baselines]  # refuse unknown names before any work
+    rows = semantic_rows(codec, frames, fps, cfg, gallery)
+    payload = GopPacketizer(codec.latent_length(*frames.shape[1:3]), cfg.seed, cfg.payload).payload_size
+    for baseline in baselines:
+        rows += baseline_rows(baseline, frames, fps, rows[0].kbps, payload, cfg, gallery)
+    return rows
+
+
+def semantic_rows(codec: Codec, frames: np.ndarray, fps: float, cfg: EvalConfig, gallery: Gallery | None
+                  ) -> list[EvalRow]:
     _, height, width, _ = frames.shape
     packetizer = GopPacketizer(codec.latent_length(height, width), cfg.seed, cfg.payload)
+    transports = {True: packetizer, False: ContiguousPacketizer(packetizer)}
+    schemes = variants(cfg.ablations)
     processes = [LossProcess(cfg.loss_model(rate), cfg.loss_seed) for rate in cfg.loss_rates]
-    decoded = [np.empty_like(frames) for _ in cfg.loss_rates]
+    meters = {(v.scheme, r): QualityMeter() for v in schemes for r in range(len(cfg.loss_rates))}
     lost_segments = np.zeros(len(cfg.loss_rates))
-    for g in range(n_gops):
+    for g in range(len(frames) // codec.gop):
         gop = frames[g * codec.gop : (g + 1) * codec.gop]
-        segments = packetizer.segments(codec.encode(gop))
+        codes = codec.encode(gop)
+        sent = {flag: transports[flag].segments(codes) for flag in {v.interleaved for v in schemes}}
         for r, process in enumerate(processes):
-            lost = process.draw(len(segments))
+            lost = process.draw(packetizer.n_segments)  # one pattern for every variant
             lost_segments[r] += lost.sum()
-            codes, received = packetizer.reassemble({i: s for i, s in enumerate(segments) if not lost[i]})
-            decoded[r][g * codec.gop : (g + 1) * codec.gop] = codec.decode(codes, received, height, width)
+            for v in schemes:
+                arrived = {i: s for i, s in enumerate(sent[v.interleaved]) if not lost[i]}
+                values, received = transports[v.interleaved].reassemble(arrived)
+                decoded = codec.decode(values, received if v.recovery else np.ones_like(received), height, width)
+                meters[v.scheme, r].add(gop, decoded)
+                if gallery is not None:
+                    gallery.keep(v.scheme, cfg.loss_rates[r], decoded, g * codec.gop)
     kbps = stream_kbps(codec, height, width, fps, cfg.payload, cfg.seed)
-    total = n_gops * packetizer.n_segments
-    return [
-        EvalRow("mstvsc", rate, psnr(frames, out), ms_ssim(frames, out), kbps, lost_segments[r] / total)
-        for r, (rate, out) in enumerate(zip(cfg.loss_rates, decoded))
-    ]
+    total = len(frames) // codec.gop * packetizer.n_segments
+    return [EvalRow(v.scheme, rate, meters[v.scheme, r].psnr, meters[v.scheme, r].ms_ssim, kbps,
+                    float(lost_segments[r] / total))
+            for v in schemes for r, rate in enumerate(cfg.loss_rates)]
+
+
+def baseline_rows(baseline: Baseline, frames: np.ndarray, fps: float, target_kbps: float, payload: int,
+                  cfg: EvalConfig, gallery: Gallery | None) -> list[EvalRow]:
+    """One classic scheme at every loss rate, encoded once at ``target_kbps``."""
+    _, height, width, _ = frames.shape
+    keyint = cfg.keyint or default_keyint(fps)
+    stream = encode_at_rate(frames, fps, baseline, target_kbps, payload, keyint)
+    sent = sum(stream.sent_packets(i) for i in range(len(frames)))
+    rows = []
+    for rate in cfg.loss_rates:
+        decodable, dropped = deliver(stream, LossProcess(cfg.loss_model(rate), cfg.loss_seed))
+        shown = play(stream, decodable, height, width)
+        meter = QualityMeter()
+        meter.add(frames, shown)
+        if gallery is not None:
+            gallery.keep(baseline.name, rate, shown, 0)
+        rows.append(EvalRow(baseline.name, rate, meter.psnr, meter.ms_ssim, stream.kbps, dropped / sent))
+    return rows
