@@ -94,18 +94,24 @@ def _quiet_exporter() -> Iterator[None]:
         exporter_log.setLevel(level)
 
 
+def _clear_swin_caches() -> None:
+    swin._relative_index.cache_clear()
+    swin._shift_mask.cache_clear()
+
+
 def _export_part(model: MSTVSC, part: str, padded: tuple[int, int]) -> onnx.ModelProto:
     module = EncoderGraph(model) if part == ENCODER else DecoderGraph(model)
     inputs, outputs = ([FRAMES], ["common", "individual"]) if part == ENCODER else ([*CODES, *RECEIVED], [FRAMES])
+    # swin.py memoises the index and mask tensors it builds per window. Cleared before tracing, the
+    # graph is the same whatever ran earlier in this process; cleared after, the fake tensors built
+    # while tracing never reach an eager call.
+    _clear_swin_caches()
     with _quiet_exporter():
         try:
             program = torch.onnx.export(module.eval(), _example_inputs(model, part, padded), dynamo=True,
                                         verbose=False, input_names=inputs, output_names=outputs)
         finally:
-            # swin.py memoises the index and mask tensors it builds per window; built while tracing
-            # they are fake tensors, which must not outlive the trace (eager calls would get them)
-            swin._relative_index.cache_clear()
-            swin._shift_mask.cache_clear()
+            _clear_swin_caches()
     proto = program.model_proto
     for node in proto.graph.node:  # source locations of the traced Python: half the file, no use at run time
         del node.metadata_props[:]
