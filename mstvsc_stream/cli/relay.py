@@ -12,9 +12,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from . import common
 from ..net.endpoint import parse_endpoint
@@ -24,62 +22,33 @@ from ..net.relay import Impairment, RelayStats, start_relay
 
 log = logging.getLogger("mstvsc-relay")
 
-T = TypeVar("T")
-
-
-def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """Let argparse print the parser's own ValueError message, not a generic 'invalid value'."""
-
-    def checked(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return checked
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0.0:
-        raise ValueError(f"{text!r} is not a non-negative number")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0.0:
-        raise ValueError(f"{text!r} is not a positive number")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = common.parser("mstvsc-relay", "Forward UDP datagrams from --listen to --to, impaired like Linux netem.")
-    probability = _argument(parse_probability)
-    parser.add_argument("--listen", required=True, type=_argument(parse_endpoint), metavar="[HOST]:PORT",
+    probability = common.checked(parse_probability)
+    parser.addcommon.checked("--listen", required=True, type=common.checked(parse_endpoint), metavar="[HOST]:PORT",
                         help="where the sender sends (port 0: any free port, logged)")
-    parser.add_argument("--to", required=True, type=_argument(parse_endpoint), metavar="HOST:PORT",
+    parser.addcommon.checked("--to", required=True, type=common.checked(parse_endpoint), metavar="HOST:PORT",
                         help="the receiver")
     losses = parser.add_mutually_exclusive_group()
-    losses.add_argument("--loss", type=probability, metavar="P", help="Bernoulli loss, e.g. 0.3 or 30%%")
-    losses.add_argument(
+    losses.addcommon.checked("--loss", type=probability, metavar="P", help="Bernoulli loss, e.g. 0.3 or 30%%")
+    losses.addcommon.checked(
         "--gemodel", type=probability, nargs="+", metavar="P",
         help="Gilbert-Elliott loss: P [R [1-H [1-K]]] as in netem's 'loss gemodel'",
     )
-    parser.add_argument("--delay", type=_argument(_non_negative), default=0.0, metavar="MS", help="one-way delay")
-    parser.add_argument("--jitter", type=_argument(_non_negative), default=0.0, metavar="MS",
+    parser.addcommon.checked("--delay", type=common.checked(common.non_negative_number), default=0.0, metavar="MS", help="one-way delay")
+    parser.addcommon.checked("--jitter", type=common.checked(common.non_negative_number), default=0.0, metavar="MS",
                         help="uniform +-MS around --delay")
-    parser.add_argument("--reorder", type=probability, default=0.0, metavar="P",
+    parser.addcommon.checked("--reorder", type=probability, default=0.0, metavar="P",
                         help="chance a datagram skips --delay")
-    parser.add_argument("--duplicate", type=probability, default=0.0, metavar="P", help="chance of an extra copy")
-    parser.add_argument("--corrupt", type=probability, default=0.0, metavar="P", help="chance of one flipped bit")
-    parser.add_argument("--rate", type=_argument(_positive), metavar="KBIT", help="link rate in kbit/s of payload")
-    parser.add_argument("--limit", type=int, default=1000, metavar="N", help="datagrams that may wait (netem's limit)")
-    parser.add_argument("--seed", type=int, help="seed for every random choice (default: random, logged)")
-    parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write the final counters here on exit")
-    parser.add_argument("--stats-interval", type=_argument(_positive), default=5.0, metavar="S",
+    parser.addcommon.checked("--duplicate", type=probability, default=0.0, metavar="P", help="chance of an extra copy")
+    parser.addcommon.checked("--corrupt", type=probability, default=0.0, metavar="P", help="chance of one flipped bit")
+    parser.addcommon.checked("--rate", type=common.checked(common.positive_number), metavar="KBIT", help="link rate in kbit/s of payload")
+    parser.addcommon.checked("--limit", type=int, default=1000, metavar="N", help="datagrams that may wait (netem's limit)")
+    parser.addcommon.checked("--seed", type=int, help="seed for every random choice (default: random, logged)")
+    parser.addcommon.checked("--stats-json", type=Path, metavar="PATH", help="write the final counters here on exit")
+    parser.addcommon.checked("--stats-interval", type=common.checked(common.positive_number), default=5.0, metavar="S",
                         help="seconds between one-line counter logs")
-    parser.add_argument("--duration", type=_argument(_positive), metavar="S", help="stop after S seconds")
+    parser.addcommon.checked("--duration", type=common.checked(common.positive_number), metavar="S", help="stop after S seconds")
     return parser
 
 
