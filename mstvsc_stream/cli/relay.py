@@ -25,30 +25,30 @@ log = logging.getLogger("mstvsc-relay")
 def build_parser() -> argparse.ArgumentParser:
     parser = common.parser("mstvsc-relay", "Forward UDP datagrams from --listen to --to, impaired like Linux netem.")
     probability = common.checked(parse_probability)
-    parser.addcommon.checked("--listen", required=True, type=common.checked(parse_endpoint), metavar="[HOST]:PORT",
+    parser.add_argument("--listen", required=True, type=common.checked(parse_endpoint), metavar="[HOST]:PORT",
                         help="where the sender sends (port 0: any free port, logged)")
-    parser.addcommon.checked("--to", required=True, type=common.checked(parse_endpoint), metavar="HOST:PORT",
+    parser.add_argument("--to", required=True, type=common.checked(parse_endpoint), metavar="HOST:PORT",
                         help="the receiver")
     losses = parser.add_mutually_exclusive_group()
-    losses.addcommon.checked("--loss", type=probability, metavar="P", help="Bernoulli loss, e.g. 0.3 or 30%%")
-    losses.addcommon.checked(
+    losses.add_argument("--loss", type=probability, metavar="P", help="Bernoulli loss, e.g. 0.3 or 30%%")
+    losses.add_argument(
         "--gemodel", type=probability, nargs="+", metavar="P",
         help="Gilbert-Elliott loss: P [R [1-H [1-K]]] as in netem's 'loss gemodel'",
     )
-    parser.addcommon.checked("--delay", type=common.checked(common.non_negative_number), default=0.0, metavar="MS", help="one-way delay")
-    parser.addcommon.checked("--jitter", type=common.checked(common.non_negative_number), default=0.0, metavar="MS",
+    parser.add_argument("--delay", type=common.checked(common.non_negative_number), default=0.0, metavar="MS", help="one-way delay")
+    parser.add_argument("--jitter", type=common.checked(common.non_negative_number), default=0.0, metavar="MS",
                         help="uniform +-MS around --delay")
-    parser.addcommon.checked("--reorder", type=probability, default=0.0, metavar="P",
+    parser.add_argument("--reorder", type=probability, default=0.0, metavar="P",
                         help="chance a datagram skips --delay")
-    parser.addcommon.checked("--duplicate", type=probability, default=0.0, metavar="P", help="chance of an extra copy")
-    parser.addcommon.checked("--corrupt", type=probability, default=0.0, metavar="P", help="chance of one flipped bit")
-    parser.addcommon.checked("--rate", type=common.checked(common.positive_number), metavar="KBIT", help="link rate in kbit/s of payload")
-    parser.addcommon.checked("--limit", type=int, default=1000, metavar="N", help="datagrams that may wait (netem's limit)")
-    parser.addcommon.checked("--seed", type=int, help="seed for every random choice (default: random, logged)")
-    parser.addcommon.checked("--stats-json", type=Path, metavar="PATH", help="write the final counters here on exit")
-    parser.addcommon.checked("--stats-interval", type=common.checked(common.positive_number), default=5.0, metavar="S",
+    parser.add_argument("--duplicate", type=probability, default=0.0, metavar="P", help="chance of an extra copy")
+    parser.add_argument("--corrupt", type=probability, default=0.0, metavar="P", help="chance of one flipped bit")
+    parser.add_argument("--rate", type=common.checked(common.positive_number), metavar="KBIT", help="link rate in kbit/s of payload")
+    parser.add_argument("--limit", type=int, default=1000, metavar="N", help="datagrams that may wait (netem's limit)")
+    parser.add_argument("--seed", type=int, help="seed for every random choice (default: random, logged)")
+    parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write the final counters here on exit")
+    parser.add_argument("--stats-interval", type=common.checked(common.positive_number), default=5.0, metavar="S",
                         help="seconds between one-line counter logs")
-    parser.addcommon.checked("--duration", type=common.checked(common.positive_number), metavar="S", help="stop after S seconds")
+    parser.add_argument("--duration", type=common.checked(common.positive_number), metavar="S", help="stop after S seconds")
     return parser
 
 
