@@ -12,25 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from mstvsc_stream.pipeline.bench import median_ms
 from mstvsc_stream.wire import DEFAULT_SEED, GopPacketizer, permutation
 
 SIZES = {"1080p (1920x1088)": 97_920, "320x240": 7_680}
-
-
-def median_ms(work: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def bench_size(n_elements: int, runs: int, loss: float, rng: np.random.Generator) -> dict[str, float]:

@@ -106,9 +106,10 @@ def _timed(work: Callable[[np.ndarray], object], clip: Clip, gop: int, gops: int
     return times
 
 
-def _wire_ms(work: Callable[[], object]) -> float:
+def median_ms(work: Callable[[], object], runs: int = WIRE_RUNS) -> float:
+    """Median wall time of ``runs`` calls of ``work``, in milliseconds."""
     times = []
-    for _ in range(WIRE_RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         work()
         times.append(time.perf_counter() - start)
@@ -119,7 +120,7 @@ def _encode_side(codec: Codec, packetizer: GopPacketizer, clip: Clip, gops: int,
                  width: int) -> tuple[list[float], float]:
     codes: list[np.ndarray] = []
     times = _timed(lambda frames: codes.append(codec.encode(frames)), clip, codec.gop, gops)
-    return times, _wire_ms(lambda: packetizer.segments(codes[-1]))
+    return times, median_ms(lambda: packetizer.segments(codes[-1]))
 
 
 def _decode_side(codec: Codec, packetizer: GopPacketizer, clip: Clip, gops: int, height: int,
@@ -129,7 +130,7 @@ def _decode_side(codec: Codec, packetizer: GopPacketizer, clip: Clip, gops: int,
     received = np.ones(n, bool)
     segments = dict(enumerate(packetizer.segments(codes)))
     times = _timed(lambda _: codec.decode(codes, received, height, width), clip, codec.gop, gops)
-    return times, _wire_ms(lambda: packetizer.reassemble(segments))
+    return times, median_ms(lambda: packetizer.reassemble(segments))
 
 
 def _x264_encoder(job: Job) -> Callable[[np.ndarray], None]:
