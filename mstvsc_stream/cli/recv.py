@@ -2,6 +2,7 @@
 
     mstvsc-recv --listen :5000 --display
     mstvsc-recv --listen [ff02::1]:5000 --iface eth0 --record out.mkv --idle-exit 5 --stats-json stats.json
+    mstvsc-recv --listen :5000 --display --key-file stream.key --accept 192.168.1.10
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from ..media.recorder import ENCODINGS
 from ..net.endpoint import parse_endpoint
+from ..net.sources import DEFAULT_SILENCE_S, SourcePolicy
 from ..pipeline.receiver import Receiver, ReceiverConfig
 from ..runtime import load_codec
 from .common import (
@@ -27,6 +29,7 @@ from .common import (
     serve,
     setup_logging,
 )
+from .keygen import read_key_file
 
 DEFAULT_RECORD_SUFFIX = ".mp4"
 
@@ -61,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-json", type=Path, metavar="PATH", help="write the final counters here on exit")
     p.add_argument("--status-interval", type=checked(positive_number), default=5.0, metavar="S",
                    help="seconds between status lines")
+    p.add_argument("--key-file", type=Path, metavar="PATH",
+                   help="accept only datagrams sealed with this key (the sender's --key-file); others are counted "
+                        "as forged or replayed and dropped")
+    p.add_argument("--accept", default="first", metavar="any|first|HOST",
+                   help="first (default): follow the first sender with a valid stream and ignore others until it "
+                        "falls silent; HOST: the same, only for that host; any: follow whoever started last")
+    p.add_argument("--source-timeout", type=checked(positive_number), default=DEFAULT_SILENCE_S, metavar="S",
+                   help=f"silence after which another sender may take over (default {DEFAULT_SILENCE_S:g})")
     add_model_args(p)
     add_seed_arg(p)
     return p
@@ -79,6 +90,8 @@ def _config(args: argparse.Namespace) -> ReceiverConfig:
         stay=args.stay,
         playout_margin_s=args.playout_ms / 1000.0,
         status_interval_s=args.status_interval,
+        key=None if args.key_file is None else read_key_file(args.key_file),
+        accept=SourcePolicy.parse(args.accept, args.source_timeout),
     )
 
 
@@ -90,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
 
     def body() -> int:
+        config = _config(args)
         codec = load_codec(args.model, args.backend, args.device)
-        receiver = Receiver(codec, _config(args), lambda name: load_codec(name, args.backend, args.device))
+        receiver = Receiver(codec, config, lambda name: load_codec(name, args.backend, args.device))
         return serve(receiver.run, receiver.stop, args.stats_json)
 
     return run_main(p.prog, body)

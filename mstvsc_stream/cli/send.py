@@ -2,6 +2,7 @@
 
     mstvsc-send --camera 0 --to 192.168.1.20:5000
     mstvsc-send --input clip.mp4 --size 320x240 --to [ff02::1]:5000 --iface eth0 --kbps 400
+    mstvsc-send --camera 0 --to 192.168.1.20:5000 --key-file stream.key   # sealed (see mstvsc-keygen)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .common import (
     serve,
     setup_logging,
 )
+from .keygen import read_key_file
 
 CAMERA_SIZE = (640, 480)
 CAMERA_FPS = 30.0
@@ -58,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     payload.add_argument("--payload", type=int, metavar="B", help="segment payload bytes (a multiple of 3)")
     payload.add_argument("--packets", type=checked(positive_int), metavar="N", help="segments per GOP instead")
     p.add_argument("--kbps", type=checked(positive_number), metavar="K",
-                   help="rate cap: send only the segments of each GOP that fit (the receiver counts the rest lost)")
+                   help="rate cap on UDP payload, descriptors included: send only the segments of each GOP that "
+                        "fit (the receiver counts the rest lost)")
+    p.add_argument("--key-file", type=Path, metavar="PATH",
+                   help="authenticate and encrypt every datagram with this key (mstvsc-keygen writes one); "
+                        "the receiver needs the same file")
     p.add_argument("--ttl", type=int, default=1, metavar="N", help="multicast hop limit (default 1)")
     p.add_argument("--iface", metavar="NAME", help="network interface for a multicast group")
     p.add_argument("--pacing", type=checked(_fraction), default=0.8, metavar="FRACTION",
@@ -93,6 +99,7 @@ def _config(args: argparse.Namespace) -> SenderConfig:
         pace_input=not camera,
         max_frames=args.frames,
         stats_interval_s=args.stats_interval,
+        key=None if args.key_file is None else read_key_file(args.key_file),
     )
 
 

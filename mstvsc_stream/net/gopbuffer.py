@@ -4,18 +4,23 @@ Pure logic with an injected clock (``now`` on every call), so it is tested witho
 Like a jitter buffer, it sits between the UDP endpoint and the decoder:
 
 * Every datagram is validated before it touches a buffer (header, label range and exact payload length
-  against the session's descriptor, GOP window); bad ones are dropped and counted by ``WireError.reason``.
+  against the session's descriptor, GOP window, size limits); bad ones are dropped and counted by
+  ``WireError.reason``.
 * GOPs are keyed by the descriptor's 32-bit counter: the 8-bit header number is unwrapped around the
   newest descriptor's counter. A descriptor with a new session id means the sender restarted: whatever is
   pending from the old session is released, then the buffer starts over. Descriptors of sessions already
   replaced are dropped (``stale_session``), and so are segments from any address but the one the current
   session's descriptors come from (``foreign_source``), so a restarted sender's early segments cannot leak
-  into the old session's GOPs.
+  into the old session's GOPs. Who may replace the current session, and when, is the
+  :class:`~.sources.SourcePolicy`: by default anyone at once (the paper's receiver); with ``lock`` only
+  once the current session has been silent (no descriptor) for ``silence_s``, meanwhile the newcomer's
+  descriptors are counted (``second_source``) and its segments held like orphans.
 * A GOP whose own descriptor copies were all lost (most of them at 90 % loss) is released with the newest
   descriptor extrapolated to its counter (``descriptor_inferred``); the geometry is fixed per session, and
   a descriptor that changes it without a new session id is dropped (``descriptor_changed``).
-* Segments that arrive before any descriptor are held (at most ``max_orphans``, oldest dropped and counted
-  as ``segments_orphaned``) and replayed once the first descriptor arrives, so the first GOPs are not lost.
+* Segments that arrive before any descriptor are held (at most ``max_orphans`` and ``max_orphan_bytes``,
+  oldest dropped and counted as ``segments_orphaned``) and replayed once the first descriptor arrives, so
+  the first GOPs are not lost.
 * A GOP is released when all its segments are in, when a datagram of a GOP two or more ahead arrives, or
   ``pacing span + playout margin`` after its first datagram, whichever comes first; since GOPs leave in
   counter order, releasing one also releases every earlier one. A GOP of which no segment arrived is
@@ -27,10 +32,25 @@ Like a jitter buffer, it sits between the UDP endpoint and the decoder:
   ``max_ahead`` GOPs with every descriptor copy lost drops segments until the next descriptor (at 90 %
   loss with 3 copies per GOP, a 32-GOP run has probability 0.729**32, about 4e-5). A descriptor that
   jumps more than ``max_gap`` GOPs resynchronises instead of emitting the whole gap as concealed GOPs.
+  Descriptors claiming GOPs over ``max_gop_bytes`` packed bytes or ``max_segments`` segments are refused
+  (``descriptor_limit``).
+* ``guarded`` (what the receiving application uses) holds made-up GOP numbers to the stream's own clock.
+  A GOP beyond the newest descriptor's counter is *speculative* (its descriptors may all have been lost,
+  or it may be forged): being complete, past its deadline or two ahead, it releases GOPs only up to
+  ``newest described counter - 1 + (time since that descriptor) / GOP duration``, so a flood of new GOP
+  numbers moves the release point no faster than the stream itself does, and never evicts the GOP being
+  received before about one GOP duration. Up to ``max_ahead`` GOPs may then be pending. A descriptor
+  jumping more than ``max_ahead`` past the newest one is believed only when that many GOP durations have
+  passed or the session has been silent for the policy's ``silence_s`` (``gop_window`` otherwise), and one
+  far *behind* a silent stream rewinds it, so a believed forgery strands the stream for ``silence_s`` at most.
+* ``push(..., session_id=...)``: the datagram was authenticated (sealed streams) under that session, so
+  descriptors must name it and segments of any other session are dropped (``stale_session``).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import Counter, deque
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -41,14 +61,23 @@ from mstvsc_stream.wire import (
     SessionDescriptor,
     WireError,
     check_segment,
+    packed_size,
     unwrap_gop_number,
 )
 
+from .holding import HeldDatagram, HeldDatagrams
+from .sources import NewcomerLog, SourcePolicy
+
+log = logging.getLogger(__name__)
+
 _MAX_COUNTER = 0xFFFFFFFF
-# Session ids recently replaced by a restart; late descriptors from them must not flip the stream back.
-_RETIRED_SESSIONS = 8
+# Session ids recently replaced; late descriptors from them must not flip the stream back (8 bytes each).
+_RETIRED_SESSIONS = 64
 # Recently concealed GOP counters, to tell "arrived too late" (gops_late_dropped) from ordinary late segments.
 _RECENTLY_CONCEALED = 64
+DEFAULT_MAX_GOP_BYTES = 1 << 20  # packed codes per GOP: 1080p needs 36,720, 8K about 600,000
+DEFAULT_MAX_SEGMENTS = 4096  # the defaults give 16..30; the paper's N_p is at most a few hundred
+DEFAULT_MAX_ORPHAN_BYTES = 1 << 20
 
 
 @dataclass
@@ -60,6 +89,7 @@ class GopBufferStats:
     descriptors_late: int = 0
     descriptors_inferred: int = 0  # released GOPs that carry an extrapolated descriptor
     sessions: int = 0
+    takeovers: int = 0  # a newcomer followed after the current session fell silent
     resyncs: int = 0
     gops_received: int = 0  # GOPs of which at least one datagram was accepted
     gops_released: int = 0
@@ -69,7 +99,7 @@ class GopBufferStats:
     segments_received: int = 0  # over released GOPs
     segments_late: int = 0
     segments_duplicate: int = 0
-    segments_orphaned: int = 0  # held before any descriptor and never usable
+    segments_orphaned: int = 0  # held before any descriptor (or for a newcomer) and never usable
     invalid_datagrams: int = 0
     invalid_by_reason: Counter[str] = field(default_factory=Counter)
 
@@ -105,10 +135,9 @@ class _PendingGop:
 
 
 @dataclass(frozen=True, slots=True)
-class _Orphan:
-    datagram: bytes
-    addr: Hashable
-    arrival: float
+class _Newcomer:
+    descriptor: SessionDescriptor
+    datagram: HeldDatagram  # the descriptor datagram, accepted again when the newcomer takes over
 
 
 class GopBuffer:
@@ -121,6 +150,12 @@ class GopBuffer:
         max_ahead: int = 32,
         max_orphans: int = 256,
         max_gap: int = 1024,
+        *,
+        sources: SourcePolicy | None = None,
+        guarded: bool = False,
+        max_gop_bytes: int = DEFAULT_MAX_GOP_BYTES,
+        max_segments: int = DEFAULT_MAX_SEGMENTS,
+        max_orphan_bytes: int = DEFAULT_MAX_ORPHAN_BYTES,
     ) -> None:
         """``pacing_span_s``: how long the sender spreads one GOP's datagrams (None: one GOP duration
         from the descriptor). ``max_ahead``: a segment is accepted for at most this many GOPs past the
@@ -131,19 +166,30 @@ class GopBuffer:
             raise ValueError(f"max_ahead must be 2..127 (8-bit GOP numbers), got {max_ahead}")
         if max_orphans < 0 or max_gap < max_ahead:
             raise ValueError("max_orphans must be >= 0 and max_gap >= max_ahead")
+        if min(max_gop_bytes, max_segments, max_orphan_bytes) < 1:
+            raise ValueError("GOP, segment and orphan limits must be positive")
         self.stats = GopBufferStats()
         self._playout_margin_s = playout_margin_s
         self._pacing_span_s = pacing_span_s
         self._max_ahead = max_ahead
         self._max_gap = max_gap
+        self._sources = sources or SourcePolicy()
+        self._guarded = guarded
+        self._max_gop_bytes = max_gop_bytes
+        self._max_segments = max_segments
         self._session: SessionDescriptor | None = None  # newest descriptor of the current session
         self._source: Hashable = None
+        self._session_seen = -math.inf  # when the current session last proved alive (a descriptor)
+        self._newcomer: _Newcomer | None = None  # its newest descriptor, waiting for the current session's silence
+        self._newcomer_log = NewcomerLog()
         self._pending: dict[int, _PendingGop] = {}
         self._next = 0  # counter of the next GOP to release
         self._newest = -1  # highest counter any accepted datagram belonged to
+        self._described = -1  # highest counter whose own descriptor arrived, and when it first did
+        self._described_at = -math.inf
         self._end_counter: int | None = None
         self._finished = False
-        self._orphans: deque[_Orphan] = deque(maxlen=max_orphans)
+        self._orphans = HeldDatagrams(max_orphans, max_orphan_bytes)
         self._retired: deque[int] = deque(maxlen=_RETIRED_SESSIONS)
         self._recently_concealed: deque[int] = deque(maxlen=_RECENTLY_CONCEALED)
 
@@ -151,6 +197,11 @@ class GopBuffer:
     def descriptor(self) -> SessionDescriptor | None:
         """The newest valid descriptor of the current session (None before the first one)."""
         return self._session
+
+    @property
+    def source(self) -> Hashable:
+        """The address the current session comes from (None before the first descriptor)."""
+        return self._source
 
     @property
     def finished(self) -> bool:
@@ -165,62 +216,146 @@ class GopBuffer:
     def held_orphans(self) -> int:
         return len(self._orphans)
 
-    def push(self, datagram: bytes, addr: Hashable, now: float) -> list[ReleasedGop]:
-        """Take one datagram that arrived at ``now`` from ``addr``; return the GOPs it lets go."""
+    def push(self, datagram: bytes, addr: Hashable, now: float, session_id: int | None = None) -> list[ReleasedGop]:
+        """Take one datagram that arrived at ``now`` from ``addr``; return the GOPs it lets go.
+
+        ``session_id``: the session a sealed datagram authenticated under (None for plain streams)."""
         self.stats.datagrams += 1
         released: list[ReleasedGop] = []
         try:
+            if not self._sources.hears(addr):
+                raise WireError("foreign_source", f"{addr!r} is not an accepted host")
             header = SegmentHeader.parse(datagram)
             if header.is_descriptor:
-                self._accept_descriptor(header, datagram, addr, now, released)
-            elif self._session is None:
-                self._hold_orphan(_Orphan(bytes(datagram), addr, now))
+                self._accept_descriptor(header, datagram, addr, now, session_id, released)
+            elif self._session is None or self._held_for_newcomer(addr, session_id):
+                self.stats.segments_orphaned += self._orphans.hold(HeldDatagram(bytes(datagram), addr, now, session_id))
             else:
-                self._accept_segment(header, datagram, addr, now)
+                self._accept_segment(header, datagram, addr, now, session_id)
         except WireError as err:
             self._count_invalid(err.reason)
         released += self.poll(now)
         return released
 
     def poll(self, now: float) -> list[ReleasedGop]:
-        """Release every GOP that is complete, overtaken (two ahead) or past its deadline at ``now``."""
-        if self._session is None:
-            return []
-        last = self._newest - 2
+        """Release every GOP that is complete, overtaken (two ahead) or past its deadline at ``now``, and let
+        a waiting newcomer take over once the current session has been silent long enough. ``now = inf``
+        releases everything pending (the end of a run), with no takeover."""
+        waited = self._newcomer is not None and math.isfinite(now) and self._silent(now)
+        released = self._take_over(now) if waited else []
+        session = self._session
+        if session is None:
+            return released
+        if not self._guarded:
+            last = self._newest - 2
+            for counter, gop in self._pending.items():
+                if counter > last and (len(gop.payloads) == session.n_segments or now >= gop.deadline):
+                    last = counter
+            return released + self._release_through(last)
+        described, speculative = self._described - 2, self._newest - 2
         for counter, gop in self._pending.items():
-            if counter > last and (len(gop.payloads) == self._session.n_segments or now >= gop.deadline):
-                last = counter
-        return self._release_through(last)
+            if len(gop.payloads) == session.n_segments or now >= gop.deadline:
+                if counter <= self._described:
+                    described = max(described, counter)
+                else:
+                    speculative = max(speculative, counter)
+        return released + self._release_through(max(described, min(speculative, self._clock_limit(now))))
+
+    def _take_over(self, now: float) -> list[ReleasedGop]:
+        """The newcomer's newest descriptor, accepted now that the current session is silent."""
+        assert self._newcomer is not None
+        held = self._newcomer.datagram
+        self._newcomer = None
+        released: list[ReleasedGop] = []
+        try:
+            header = SegmentHeader.parse(held.datagram)
+            self._accept_descriptor(header, held.datagram, held.addr, now, held.session_id, released)
+        except WireError as err:
+            self._count_invalid(err.reason)
+        return released
 
     def next_deadline(self) -> float | None:
-        """When :meth:`poll` should next be called (None: nothing pending)."""
-        return min((gop.deadline for gop in self._pending.values()), default=None)
+        """When :meth:`poll` should next be called (None: nothing pending or waiting)."""
+        due = [] if self._newcomer is None else [self._session_seen + self._sources.silence_s]
+        if not self._guarded:
+            return min([*due, *(gop.deadline for gop in self._pending.values())], default=None)
+        session = self._session
+        for counter, gop in self._pending.items():
+            if counter <= self._described:
+                due.append(gop.deadline)
+                continue
+            ready = counter <= self._newest - 2 or (session is not None and len(gop.payloads) == session.n_segments)
+            due.append(max(-math.inf if ready else gop.deadline, self._clock_time(counter)))  # then the clock allows
+        return min(due, default=None)
+
+    def _clock_limit(self, now: float) -> int:
+        """How far speculative GOPs may release: the newest described GOP's predecessor, plus one GOP per
+        GOP duration since that descriptor arrived."""
+        if math.isinf(now):
+            return self._newest
+        assert self._session is not None
+        elapsed = max(0.0, now - self._described_at)
+        return self._described - 1 + int(elapsed / self._session.gop_duration_s + 1e-9)
+
+    def _clock_time(self, counter: int) -> float:
+        """When :meth:`_clock_limit` reaches ``counter``."""
+        assert self._session is not None
+        return self._described_at + (counter - self._described + 1) * self._session.gop_duration_s
 
     def _count_invalid(self, reason: str) -> None:
         self.stats.invalid_datagrams += 1
         self.stats.invalid_by_reason[reason] += 1
 
-    def _hold_orphan(self, orphan: _Orphan) -> None:
-        if len(self._orphans) == self._orphans.maxlen:
-            self.stats.segments_orphaned += 1
-        self._orphans.append(orphan)
+    def _held_for_newcomer(self, addr: Hashable, session_id: int | None) -> bool:
+        """Segments of a newcomer waiting to take over are held like orphans. Plain segments carry no
+        session id, so those of a newcomer on the current session's own address cannot be told apart."""
+        newcomer = self._newcomer
+        if newcomer is None or addr != newcomer.datagram.addr:
+            return False
+        if session_id is not None:
+            return session_id == newcomer.descriptor.session_id
+        return addr != self._source
+
+    def _silent(self, now: float) -> bool:
+        return now - self._session_seen >= self._sources.silence_s
+
+    def _parse_descriptor(self, header: SegmentHeader, datagram: bytes, session_id: int | None) -> SessionDescriptor:
+        descriptor = SessionDescriptor.parse(memoryview(datagram)[HEADER_SIZE:])
+        if descriptor.gop_counter % 256 != header.gop:
+            raise WireError(
+                "descriptor_inconsistent", f"header GOP number {header.gop} but counter {descriptor.gop_counter}"
+            )
+        if session_id is not None and descriptor.session_id != session_id:
+            raise WireError("descriptor_inconsistent", "descriptor names another session than it was sealed under")
+        if packed_size(descriptor.n_elements) > self._max_gop_bytes or descriptor.n_segments > self._max_segments:
+            raise WireError(
+                "descriptor_limit",
+                f"{descriptor.n_elements} elements in {descriptor.n_segments} segments exceed this receiver's limits",
+            )
+        return descriptor
 
     def _accept_descriptor(
-        self, header: SegmentHeader, datagram: bytes, addr: Hashable, now: float, released: list[ReleasedGop]
+        self,
+        header: SegmentHeader,
+        datagram: bytes,
+        addr: Hashable,
+        now: float,
+        session_id: int | None,
+        released: list[ReleasedGop],
     ) -> None:
-        descriptor = SessionDescriptor.parse(memoryview(datagram)[HEADER_SIZE:])
+        descriptor = self._parse_descriptor(header, datagram, session_id)
         counter = descriptor.gop_counter
-        if counter % 256 != header.gop:
-            raise WireError("descriptor_inconsistent", f"header GOP number {header.gop} but counter {counter}")
-        starting = self._session is None or descriptor.session_id != self._session.session_id
-        if starting:
-            if descriptor.session_id in self._retired:
-                raise WireError("stale_session", f"descriptor of replaced session {descriptor.session_id:#x}")
-            released += self._start_session(descriptor, addr)
-        elif descriptor.stream_key() != self._session.stream_key():
+        session = self._session
+        if session is None or (descriptor.session_id, addr) != (session.session_id, self._source):
+            self._arbitrate(descriptor, HeldDatagram(bytes(datagram), addr, now, session_id), released)
+        elif descriptor.stream_key() != session.stream_key():
             raise WireError("descriptor_changed", "stream geometry changed without a new session id")
+        elif self._guarded:
+            self._check_timeline(descriptor, now, released)
+        session = self._session
+        assert session is not None
         self.stats.descriptors_received += 1
-        self._source = addr
+        self._session_seen = now
         if descriptor.end_of_input:
             self._end_counter = counter
         if counter < self._next:
@@ -231,11 +366,55 @@ class GopBuffer:
             released += self._flush()
             self._next = counter
             self.stats.resyncs += 1
-        if counter > self._session.gop_counter:
+        if counter > session.gop_counter:
             self._session = descriptor
         gop = self._pending_gop(counter, now)
         if gop.descriptor is None:
             gop.descriptor = descriptor
+            if self._guarded:  # a made-up segment may have opened this GOP early: its deadline counts from here
+                gop.deadline = max(gop.deadline, self._deadline(now))
+        if counter > self._described:
+            self._described, self._described_at = counter, now
+
+    def _arbitrate(self, descriptor: SessionDescriptor, arrived: HeldDatagram, released: list[ReleasedGop]) -> None:
+        """A descriptor of another session, or of this one from another address: follow it, or refuse it
+        (raises) while the current session is alive and the policy locks onto it."""
+        addr, now, sealed = arrived.addr, arrived.arrival, arrived.session_id is not None
+        session = self._session
+        new_session = session is None or descriptor.session_id != session.session_id
+        if new_session and descriptor.session_id in self._retired and (sealed or not self._sources.lock):
+            raise WireError("stale_session", f"descriptor of replaced session {descriptor.session_id:#x}")
+        if session is not None and self._sources.lock:
+            if not self._silent(now):
+                self._newcomer = _Newcomer(descriptor, arrived)
+                self._newcomer_log.note(addr, descriptor.session_id, self._source, now)
+                raise WireError("second_source", f"session {descriptor.session_id:#x} while another one is on")
+            self.stats.takeovers += 1
+            log.info(
+                "session %016x from %s silent for %.1f s: following session %016x from %s",
+                session.session_id, self._source, now - self._session_seen, descriptor.session_id, addr,
+            )  # fmt: skip
+        if new_session:
+            released += self._start_session(descriptor, addr)
+            return
+        assert session is not None
+        if descriptor.stream_key() != session.stream_key():
+            raise WireError("descriptor_changed", "stream geometry changed without a new session id")
+        self._source = addr  # the same session from a new address (NAT rebinding)
+        self._newcomer = None
+        self._replay_orphans(addr, descriptor.session_id)
+
+    def _check_timeline(self, descriptor: SessionDescriptor, now: float, released: list[ReleasedGop]) -> None:
+        """Guarded: a counter far ahead must be plausible by the clock (or the session silent); one far
+        behind a silent session rewinds it, since the stream it jumped to was a forgery or a replay."""
+        counter = descriptor.gop_counter
+        if counter < self._next - self._max_ahead and self._silent(now):
+            log.info("stream resumed at GOP %d, %d behind where it jumped to: rewinding", counter, self._next - counter)
+            released += self._flush()
+            self._session, self._next, self._newest, self._described = descriptor, counter, -1, -1
+            self.stats.resyncs += 1
+        elif counter > self._clock_limit(now) + 1 + self._max_ahead and not self._silent(now):
+            raise WireError("gop_window", f"descriptor jumps to GOP {counter}, faster than the stream's clock")
 
     def _start_session(self, descriptor: SessionDescriptor, addr: Hashable) -> list[ReleasedGop]:
         flushed = self._flush()
@@ -244,33 +423,38 @@ class GopBuffer:
         self.stats.sessions += 1
         self._session = descriptor
         self._source = addr
+        self._newcomer = None
         self._end_counter = None
         self._finished = False
         self._recently_concealed.clear()
         # Held segments may belong to GOPs just before the first descriptor: open the window that far back,
         # then start at the earliest GOP that actually got something.
         self._next = max(0, descriptor.gop_counter - self._max_ahead + 1)
-        self._newest = -1
-        self._replay_orphans(addr)
+        self._newest = self._described = -1
+        self._replay_orphans(addr, descriptor.session_id)
         self._next = min([descriptor.gop_counter, *self._pending])
         return flushed
 
-    def _replay_orphans(self, addr: Hashable) -> None:
-        orphans, self._orphans = self._orphans, deque(maxlen=self._orphans.maxlen)
-        for orphan in orphans:
-            if orphan.addr != addr:
+    def _replay_orphans(self, addr: Hashable, session_id: int) -> None:
+        for orphan in self._orphans.take():
+            if orphan.addr != addr or orphan.session_id not in (None, session_id):
                 self.stats.segments_orphaned += 1
                 continue
             try:
-                self._accept_segment(SegmentHeader.parse(orphan.datagram), orphan.datagram, addr, orphan.arrival)
+                header = SegmentHeader.parse(orphan.datagram)
+                self._accept_segment(header, orphan.datagram, addr, orphan.arrival, orphan.session_id)
             except WireError as err:
                 self._count_invalid(err.reason)
 
-    def _accept_segment(self, header: SegmentHeader, datagram: bytes, addr: Hashable, now: float) -> None:
+    def _accept_segment(
+        self, header: SegmentHeader, datagram: bytes, addr: Hashable, now: float, session_id: int | None
+    ) -> None:
         session = self._session
         assert session is not None
         if addr != self._source:
             raise WireError("foreign_source", f"segment from {addr!r}, session comes from {self._source!r}")
+        if session_id is not None and session_id != session.session_id:
+            raise WireError("stale_session", f"segment sealed under session {session_id:#x}, not the current one")
         check_segment(header.label, len(datagram) - HEADER_SIZE, session.n_elements, session.payload_size)
         counter = unwrap_gop_number(header.gop, session.gop_counter)
         if counter < self._next:
@@ -293,13 +477,16 @@ class GopBuffer:
     def _pending_gop(self, counter: int, now: float) -> _PendingGop:
         gop = self._pending.get(counter)
         if gop is None:
-            session = self._session
-            assert session is not None
-            span = session.gop_duration_s if self._pacing_span_s is None else self._pacing_span_s
-            gop = self._pending[counter] = _PendingGop(now, now + span + self._playout_margin_s)
+            gop = self._pending[counter] = _PendingGop(now, self._deadline(now))
             self.stats.gops_received += 1
             self._newest = max(self._newest, counter)
         return gop
+
+    def _deadline(self, first_arrival: float) -> float:
+        session = self._session
+        assert session is not None
+        span = session.gop_duration_s if self._pacing_span_s is None else self._pacing_span_s
+        return first_arrival + span + self._playout_margin_s
 
     def _flush(self) -> list[ReleasedGop]:
         """Release everything pending now, gaps concealed."""

@@ -4,11 +4,17 @@ A stream encoded with other weights, or interleaved with another seed, decodes i
 in a segment says so; only the descriptor does. So descriptors are judged before the GOP buffer sees
 them, and every datagram of a refused stream (known by its source address) is dropped and counted under
 the refusal's reason, with one log line per stream and reason instead of one per datagram.
+
+Frame sizes are capped (``max_frame_pixels``): a descriptor is a claim from the network, and a receiver
+must not try to allocate whatever frames a stranger names. Segments from the address the GOP buffer is
+following pass whatever was refused from there, so a forged descriptor spoofing that address cannot
+silence the stream it follows.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Protocol
@@ -20,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # Refusals are remembered per source address; a flood of spoofed sources must not grow memory.
 MAX_REMEMBERED = 64
+MAX_FRAME_PIXELS = 3840 * 2160  # 4K UHD; larger frames are refused ("frame_size")
+# At most one refusal line per this many seconds: forged or mangled descriptors must not flood the log.
+LOG_INTERVAL_S = 10.0
 
 
 class CodecGeometry(Protocol):
@@ -37,38 +46,54 @@ class StreamAdmission:
     ``own_model_id`` only names the receiver's model in log lines.
     """
 
-    def __init__(self, seed: int, find_model: Callable[[str], CodecGeometry | None], own_model_id: str) -> None:
+    def __init__(
+        self,
+        seed: int,
+        find_model: Callable[[str], CodecGeometry | None],
+        own_model_id: str,
+        max_frame_pixels: int = MAX_FRAME_PIXELS,
+    ) -> None:
+        self._max_frame_pixels = max_frame_pixels
         self._fingerprint = seed_fingerprint(seed)
         self._find_model = find_model
         self._own_model_id = own_model_id
         self._models: dict[str, CodecGeometry | None] = {}
         self._refused: OrderedDict[Hashable, str] = OrderedDict()
         self._logged: OrderedDict[tuple[int, str], None] = OrderedDict()
+        self._logged_at = float("-inf")
         self.refused_by_reason: Counter[str] = Counter()
 
-    def admit(self, datagram: bytes, addr: Hashable) -> bool:
-        reason = self._judge(datagram, addr)
+    def admit(self, datagram: bytes, addr: Hashable, followed: bool = False) -> bool:
+        """``followed``: ``addr`` is the source of the stream being received, whose segments always pass."""
+        reason = self._judge(datagram, addr, followed)
         if reason is None:
             return True
         self.refused_by_reason[reason] += 1
         return False
 
-    def _judge(self, datagram: bytes, addr: Hashable) -> str | None:
+    def _judge(self, datagram: bytes, addr: Hashable, followed: bool) -> str | None:
         descriptor = parse_descriptor(datagram)
         if descriptor is None:  # a segment, or malformed (the GOP buffer counts those under their reason)
-            return self._refused.get(addr)
+            return None if followed else self._refused.get(addr)
         problem = self._problem(descriptor)
         if problem is None:
             self._refused.pop(addr, None)  # the source restarted with a stream we can decode
             return None
         reason, message = problem
         _remember(self._refused, addr, reason)
-        if (descriptor.session_id, reason) not in self._logged:
+        now = time.monotonic()
+        if (descriptor.session_id, reason) not in self._logged and now - self._logged_at >= LOG_INTERVAL_S:
             _remember(self._logged, (descriptor.session_id, reason), None)
+            self._logged_at = now
             log.error("refusing the stream from %s: %s", _address(addr), message)
         return reason
 
     def _problem(self, descriptor: SessionDescriptor) -> tuple[str, str] | None:
+        if descriptor.width * descriptor.height > self._max_frame_pixels:
+            return "frame_size", (
+                f"its {descriptor.width}x{descriptor.height} frames exceed this receiver's limit of "
+                f"{self._max_frame_pixels} pixels"
+            )
         if descriptor.seed_fingerprint != self._fingerprint:
             return "seed_mismatch", (
                 f"it is interleaved with another seed (fingerprint {descriptor.seed_fingerprint.hex()}, "

@@ -16,23 +16,25 @@ END_OF_INPUT_COPIES = 8
 
 
 def segments_within_rate(
-    descriptor: SessionDescriptor, kbps: float | None, copies: int = DESCRIPTOR_COPIES
+    descriptor: SessionDescriptor, kbps: float | None, copies: int = DESCRIPTOR_COPIES, overhead: int = 0
 ) -> int:
     """How many of a GOP's segments fit into one GOP interval at ``kbps`` (all of them without a cap).
 
     The descriptor copies come first (a receiver cannot use any segment without one); every segment is
-    counted at the full payload size. Interleaving spreads each segment's elements over the whole latent,
-    so the receiver treats the segments left out exactly like lost ones, and any subset is as good as
-    any other. Raises ValueError when not even one segment fits.
+    counted at the full payload size, and every datagram with ``overhead`` more bytes (sealing). Interleaving
+    spreads each segment's elements over the whole latent, so the receiver treats the segments left out
+    exactly like lost ones, and any subset is as good as any other. Raises ValueError when not even one
+    segment fits.
     """
     if kbps is None:
         return descriptor.n_segments
-    budget = kbps * 1000 / 8 * descriptor.gop_duration_s - copies * len(descriptor.datagram())
-    fitting = int(budget // (HEADER_SIZE + descriptor.payload_size))
+    described = copies * (len(descriptor.datagram()) + overhead)
+    segment = HEADER_SIZE + descriptor.payload_size + overhead
+    fitting = int((kbps * 1000 / 8 * descriptor.gop_duration_s - described) // segment)
     if fitting < 1:
-        minimum = (copies * len(descriptor.datagram()) + HEADER_SIZE + descriptor.payload_size) * 8
+        minimum = (described + segment) * 8 / descriptor.gop_duration_s / 1000
         raise ValueError(f"--kbps {kbps:g} is too low for this stream: the descriptors and one segment per GOP "
-                         f"need {minimum / descriptor.gop_duration_s / 1000:.1f} kbps")
+                         f"need {minimum:.1f} kbps")
     return min(fitting, descriptor.n_segments)
 
 

@@ -1,9 +1,12 @@
 """The receiving application: UDP datagrams in, frames out to a window and/or a recording.
 
-Datagrams are judged (:mod:`.admission`), then reassembled by the GOP buffer, whose deadlines are polled
-by a timer. Released GOPs wait in a short queue for the decoder (one worker thread, off the event loop);
-when decoding falls behind, the oldest waiting GOP is not decoded but shows the last frame again
-(``gops_held``), so playback never stalls and frames out still equal frames sent.
+Datagrams of a sealed stream (``key``) are authenticated and checked against replays first
+(:mod:`..net.opening`), then judged (:mod:`.admission`), then reassembled by the GOP buffer, whose
+deadlines are polled by a timer; the buffer also decides which sender is followed (``accept``) and holds
+made-up GOP numbers to the stream's clock (``guarded``). Released GOPs wait in a short queue for the
+decoder (one worker thread, off the event loop); when decoding falls behind, the oldest waiting GOP is
+not decoded but shows the last frame again (``gops_held``), so playback never stalls and frames out
+still equal frames sent.
 
 How a GOP becomes frames, and why a lost one holds the last frame, is in :mod:`.decoding`.
 """
@@ -23,9 +26,11 @@ from pathlib import Path
 from ..media import Display
 from ..net.endpoint import Endpoint
 from ..net.gopbuffer import GopBuffer, ReleasedGop
+from ..net.opening import DatagramOpener
+from ..net.sources import SourcePolicy
 from ..net.transport import DatagramReceiver
 from ..runtime.base import Codec
-from ..wire import DEFAULT_SEED
+from ..wire import DEFAULT_SEED, SessionDescriptor
 from .admission import StreamAdmission, parse_descriptor
 from .decoding import GopDecoder, Outcome
 from .metrics import Timings, format_report
@@ -53,6 +58,8 @@ class ReceiverConfig:
     playout_margin_s: float = 0.1  # jitter allowance past the sender's pacing span
     max_pending_gops: int | None = 2  # GOPs waiting for the decoder before the oldest is held; None: never
     status_interval_s: float = 5.0
+    key: bytes | None = None  # sealed stream: only datagrams sealed under this key are accepted
+    accept: SourcePolicy = SourcePolicy(lock=True)  # which senders are followed, and when another takes over
 
     def __post_init__(self) -> None:
         for name in ("duration_s", "idle_exit_s"):
@@ -84,7 +91,8 @@ class Receiver:
         self.codec = codec
         self.config = config
         self._decoder = GopDecoder(codec, config.seed, load_model)
-        self._buffer = GopBuffer(playout_margin_s=config.playout_margin_s)
+        self._buffer = GopBuffer(playout_margin_s=config.playout_margin_s, sources=config.accept, guarded=True)
+        self._opener = DatagramOpener(config.key) if config.key is not None else None
         self._admission = StreamAdmission(config.seed, self._decoder.find_model, codec.model_id)
         self._transport: DatagramReceiver | None = None
         self._playout: Playout | None = None
@@ -97,7 +105,7 @@ class Receiver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._last_datagram: float | None = None
-        self._announced_session: int | None = None
+        self._announced: SessionDescriptor | None = None
         self._first_counter: int | None = None
         self._last_released: tuple[int, int] | None = None  # session id and counter
         self._outcomes = dict.fromkeys(Outcome, 0)
@@ -108,6 +116,11 @@ class Receiver:
         if self._transport is None:
             raise RuntimeError("the receiver is not started")
         return self._transport.local_address
+
+    @property
+    def latency_ms(self) -> Timings:
+        """Capture-to-output latency of the GOPs played so far (newest samples)."""
+        return self._playout.latency_ms if self._playout is not None else Timings()
 
     async def start(self) -> Endpoint:
         """Opens the window and binds the socket (so a caller can learn the port); ``run`` calls it too."""
@@ -161,12 +174,16 @@ class Receiver:
         """Everything ``--stats-json`` writes: reception, decoding, output and timing counters."""
         b = self._buffer.stats
         refused = self._admission.refused_by_reason
+        if self._opener is not None:
+            refused = refused + self._opener.dropped_by_reason
         playout = self._playout
-        latency = playout.latency_ms if playout is not None else Timings()
+        latency = self.latency_ms
         return {
             "model": self.codec.model_id,
             "end_reason": self.end_reason,
             "sessions": b.sessions,
+            "takeovers": b.takeovers,
+            "resyncs": b.resyncs,
             "first_gop_counter": self._first_counter,
             "gops_received": b.gops_received,
             "gops_released": b.gops_released,
@@ -198,13 +215,19 @@ class Receiver:
     def _on_datagram(self, datagram: bytes, addr: tuple, arrival: float) -> None:
         if self._input_closed:
             return
+        session_id = None
+        if self._opener is not None:
+            opened = self._opener.open(datagram)
+            if opened is None:
+                return
+            datagram, session_id = opened
         self._last_datagram = arrival
-        if not self._admission.admit(datagram, addr):
+        if not self._admission.admit(datagram, addr, followed=addr == self._buffer.source):
             return
-        self._deliver(self._buffer.push(datagram, addr, arrival))
+        self._deliver(self._buffer.push(datagram, addr, arrival, session_id))
         if not self.config.stay and self._ends_released_stream(datagram):
             self._close_input("end_of_input")
-        self._announce(addr)
+        self._announce()
         self._arm_timer()
 
     def _ends_released_stream(self, datagram: bytes) -> bool:
@@ -217,15 +240,23 @@ class Receiver:
         session_id, counter = self._last_released
         return descriptor.session_id == session_id and descriptor.gop_counter <= counter
 
-    def _announce(self, addr: tuple) -> None:
-        descriptor = self._buffer.descriptor
-        if descriptor is not None and descriptor.session_id != self._announced_session:
-            self._announced_session = descriptor.session_id
-            log.info(
-                "receiving session %016x from %s: %dx%d @ %.2f fps, model %s, %d segments of %d B per GOP",
-                descriptor.session_id, Endpoint(str(addr[0]), int(addr[1])), descriptor.width, descriptor.height,
-                descriptor.fps, descriptor.model_id, descriptor.n_segments, descriptor.payload_size,
-            )  # fmt: skip
+    def _announce(self) -> None:
+        """One log line per session followed; for a change of stream, what changed and what follows."""
+        descriptor, before = self._buffer.descriptor, self._announced
+        if descriptor is None or (before is not None and descriptor.session_id == before.session_id):
+            return
+        self._announced = descriptor
+        source = self._buffer.source
+        log.info(
+            "receiving session %016x from %s: %dx%d @ %.2f fps, model %s, %d segments of %d B per GOP",
+            descriptor.session_id, Endpoint(str(source[0]), int(source[1])), descriptor.width, descriptor.height,
+            descriptor.fps, descriptor.model_id, descriptor.n_segments, descriptor.payload_size,
+        )  # fmt: skip
+        if before is None:
+            return
+        log.info("the sender restarted (session %016x replaced %016x)", descriptor.session_id, before.session_id)
+        if (descriptor.width, descriptor.height) != (before.width, before.height) and self.config.record:
+            log.info("the recording keeps its first frame size; frames of the new size are scaled into it")
 
     def _arm_timer(self) -> None:
         deadline = self._buffer.next_deadline()

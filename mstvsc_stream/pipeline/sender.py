@@ -7,6 +7,10 @@ slower than real time, a live sender keeps only the newest complete GOP waiting 
 replaces (counted): GOPs that are never sent take no GOP counter, so the receiver conceals nothing for
 them and latency stays at about one encode. Offline (``realtime=False``) nothing is dropped; the input
 is simply read as fast as the encoder takes it.
+
+With a ``key`` every datagram is sealed (:mod:`..wire.sealing`): payloads shrink by the sealing overhead
+so datagrams keep their size, the rate cap counts the overhead, and a session that has used up its
+nonces gives way to a new one.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from ..wire import (
     payload_size_for_packets,
     split_model_id,
 )
-from .batching import end_of_input_datagrams, gop_datagrams, segments_within_rate
+from ..wire.sealing import SEAL_OVERHEAD, Sealer, sealed_payload_size
+from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, segments_within_rate
 from .gops import CapturedGop, FrameFeed, PulledFrames, gather_gops
 from .metrics import Timings, format_report
 
@@ -57,6 +62,7 @@ class SenderConfig:
     pace_input: bool = True  # with realtime: play the source at its frame rate (files; cameras pace themselves)
     max_frames: int | None = None
     stats_interval_s: float = 5.0
+    key: bytes | None = None  # seal every datagram with this pre-shared 32-byte key
 
     def __post_init__(self) -> None:
         if not 0.0 < self.pacing <= 1.0:
@@ -94,6 +100,8 @@ class Sender:
         payload_size = config.payload_size
         if config.packets is not None:
             payload_size = payload_size_for_packets(n_elements, config.packets)
+        if config.key is not None:
+            payload_size = sealed_payload_size(n_elements, payload_size)
         self.codec = codec
         self.source = source
         self.config = config
@@ -104,7 +112,9 @@ class Sender:
             self.packetizer.payload_size, self.packetizer.n_segments, self.packetizer.seed_fingerprint,
             name, weights_hash,
         )  # fmt: skip
-        self.segments_per_gop = segments_within_rate(self.descriptor, config.kbps)
+        self._sealer = None if config.key is None else Sealer(config.key, self.descriptor.session_id)
+        overhead = 0 if config.key is None else SEAL_OVERHEAD
+        self.segments_per_gop = segments_within_rate(self.descriptor, config.kbps, overhead=overhead)
         self.stats = SenderStats()
         self._capture: CaptureThread | None = None
         self._feed: FrameFeed | None = None
@@ -243,7 +253,7 @@ class Sender:
             if sending is not None:
                 await sending
             if last is not None:
-                ending = end_of_input_datagrams(last)
+                ending = self._sealed(end_of_input_datagrams(last))
                 self.stats.descriptors_sent += len(ending)
                 await transport.send_paced(ending, span)
             if failure is not None:
@@ -257,6 +267,9 @@ class Sender:
         return self.packetizer.segments(self.codec.encode(frames))
 
     def _descriptor_for(self, gop: CapturedGop, counter: int) -> SessionDescriptor:
+        needed = self.packetizer.n_segments + DESCRIPTOR_COPIES + END_OF_INPUT_COPIES
+        if self._sealer is not None and self._sealer.remaining < needed:
+            self._renew_session(self._sealer)
         return replace(self.descriptor, gop_counter=counter, capture_time_us=int(gop.captured_at * 1_000_000))
 
     def _datagrams(self, descriptor: SessionDescriptor, segments: list[bytes]) -> list[bytes]:
@@ -265,7 +278,19 @@ class Sender:
         stats.segments_sent += self.segments_per_gop
         stats.segments_withheld += len(segments) - self.segments_per_gop
         stats.descriptors_sent += DESCRIPTOR_COPIES
-        return gop_datagrams(descriptor, segments, self.segments_per_gop, DESCRIPTOR_COPIES)
+        return self._sealed(gop_datagrams(descriptor, segments, self.segments_per_gop, DESCRIPTOR_COPIES))
+
+    def _sealed(self, datagrams: list[bytes]) -> list[bytes]:
+        return datagrams if self._sealer is None else [self._sealer.seal(datagram) for datagram in datagrams]
+
+    def _renew_session(self, spent: Sealer) -> None:
+        """A new session id, hence fresh nonces, for a session that has sealed all it may under the key;
+        the receiver follows it like a restarted sender."""
+        assert self.config.key is not None
+        self.descriptor = replace(self.descriptor, session_id=new_session_id())
+        self._sealer = Sealer(self.config.key, self.descriptor.session_id)
+        log.info("session %016x used up its nonces; continuing as session %016x", spent.session_id,
+                 self.descriptor.session_id)  # fmt: skip
 
     async def _report_periodically(self) -> None:
         interval, stats = self.config.stats_interval_s, self.stats

@@ -1,0 +1,280 @@
+"""Sealed streams (--key-file): datagram layout, forgeries, replays, key files, sizing and the rate cap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_cli_send_recv import TORCH, cli, free_udp_port, start, wait_for_line
+from test_cli_send_recv import tiny_model as tiny_model_folder  # noqa: F401 - a fixture
+from test_e2e_loopback import tiny_codec
+from test_fuzz import load_fuzz_tool
+
+from mstvsc_stream.cli.keygen import main as keygen
+from mstvsc_stream.cli.keygen import read_key_file
+from mstvsc_stream.media import FileSource, sample_clip_path
+from mstvsc_stream.net.eventloop import run
+from mstvsc_stream.net.loss import BernoulliLoss
+from mstvsc_stream.net.opening import MAX_SESSIONS, REPLAY_WINDOW, DatagramOpener, ReplayWindow
+from mstvsc_stream.net.relay import Impairment, start_relay
+from mstvsc_stream.net.sources import SourcePolicy
+from mstvsc_stream.net.transport import DEFAULT_BURST_S, TIMER_SLACK_S, DatagramSender
+from mstvsc_stream.pipeline.receiver import Receiver, ReceiverConfig
+from mstvsc_stream.pipeline.sender import Sender, SenderConfig
+from mstvsc_stream.runtime.torch_backend import TorchCodec
+from mstvsc_stream.wire import DEFAULT_MAX_PAYLOAD, HEADER_SIZE, SegmentHeader, default_payload_size, sealing
+from mstvsc_stream.wire.sealing import (
+    KEY_BYTES,
+    SEAL_OVERHEAD,
+    SEALED_MAX_PAYLOAD,
+    Sealer,
+    parse_key,
+    sealed_payload_size,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+KEY = bytes(range(KEY_BYTES))
+OTHER_KEY = bytes(KEY_BYTES)
+PLAIN = SegmentHeader(7, 3).pack(b"abcdefghi")
+
+
+def test_sealed_layout_keeps_the_header_clear_and_adds_28_bytes() -> None:
+    sealer = Sealer(KEY, 0x0102030405060708)
+    first, second = sealer.seal(PLAIN), sealer.seal(PLAIN)
+    assert first[:HEADER_SIZE] == PLAIN[:HEADER_SIZE] and len(first) == len(PLAIN) + SEAL_OVERHEAD == len(PLAIN) + 28
+    assert first[3:15] == bytes.fromhex("0102030405060708 00000000") and second[3:15].endswith(b"\0\0\0\1")
+    assert first != second, "a repeated datagram is sealed under a new nonce"
+    opener = DatagramOpener(KEY)
+    assert opener.open(first) == (PLAIN, 0x0102030405060708) and opener.open(second) == (PLAIN, 0x0102030405060708)
+    assert b"abcdefghi" not in first
+
+
+@given(st.data())
+@settings(max_examples=200, deadline=None)
+def test_any_changed_bit_or_length_makes_a_forgery(data: st.DataObject) -> None:
+    sealed = Sealer(KEY, data.draw(st.integers(0, 2**64 - 1))).seal(PLAIN)
+    bit = data.draw(st.integers(0, len(sealed) * 8 - 1))
+    changed = bytearray(sealed)
+    changed[bit // 8] ^= 1 << bit % 8
+    cut = data.draw(st.integers(0, len(sealed) - 1))
+    opener = DatagramOpener(KEY)
+    assert opener.open(bytes(changed)) is None and opener.open(sealed[:cut]) is None
+    assert opener.open(sealed + b"\0") is None
+    assert opener.opened == 0 and sum(opener.dropped_by_reason.values()) == 3
+    assert set(opener.dropped_by_reason) <= {"forged", "short"}
+
+
+def test_another_key_replays_and_duplicates_are_dropped_and_counted() -> None:
+    sealer, opener = Sealer(KEY, 5), DatagramOpener(KEY)
+    datagrams = [sealer.seal(PLAIN) for _ in range(4)]
+    assert opener.open(Sealer(OTHER_KEY, 5).seal(PLAIN)) is None
+    arrivals = [datagrams[1], datagrams[0], datagrams[1], datagrams[3], datagrams[0]]
+    assert [opener.open(d) is not None for d in arrivals] == [True, True, False, True, False]
+    assert opener.dropped_by_reason == {"forged": 1, "replayed": 2}
+
+
+@given(st.lists(st.integers(0, 3000), max_size=300))
+@settings(max_examples=100, deadline=None)
+def test_replay_window_accepts_each_number_once_within_the_window(sequences: list[int]) -> None:
+    window, accepted, highest = ReplayWindow(), set(), -1
+    for sequence in sequences:
+        expected = sequence not in accepted and sequence > highest - REPLAY_WINDOW
+        assert window.is_new(sequence) == expected
+        if expected:
+            window.accept(sequence)
+            accepted.add(sequence)
+            highest = max(highest, sequence)
+
+
+def test_forged_session_ids_create_no_state_and_authentic_ones_are_bounded() -> None:
+    opener = DatagramOpener(KEY)
+    for session in range(200):
+        forged = bytearray(Sealer(KEY, session).seal(PLAIN))
+        forged[-1] ^= 1
+        assert opener.open(bytes(forged)) is None
+    assert len(opener._windows) == 0  # noqa: SLF001 - the bound is the point
+    for session in range(MAX_SESSIONS * 2):
+        opener.open(Sealer(KEY, session).seal(PLAIN))
+    assert len(opener._windows) == MAX_SESSIONS  # noqa: SLF001
+
+
+def test_many_forged_and_replayed_datagrams_are_never_accepted() -> None:
+    """The short version of ``tools/fuzz_receiver.py --sealed`` (100,000 attacker datagrams there)."""
+    report = load_fuzz_tool().fuzz(12_000, seed=3, sealed=True)
+    assert report.attack_datagrams >= 10_000 and report.exceptions == 0
+    assert report.attacks_opened == 0
+    assert report.gops_out_genuine == report.gops_sent == report.gops_out
+    assert report.invalid_by_reason["forged"] > 0 and report.invalid_by_reason["replayed"] > 0
+
+
+def test_sealed_payloads_shrink_so_datagrams_keep_their_size() -> None:
+    big = 97_920  # 1920x1088 with mstvsc-small-c48
+    plain_size = HEADER_SIZE + default_payload_size(big)
+    sealed = sealed_payload_size(big, None)
+    assert sealed % 3 == 0 and HEADER_SIZE + sealed + SEAL_OVERHEAD <= plain_size == HEADER_SIZE + DEFAULT_MAX_PAYLOAD
+    assert sealed_payload_size(640, None) == default_payload_size(640)  # small GOPs are cut by count, not size
+    assert sealed_payload_size(big, 999) == 999
+    with pytest.raises(ValueError, match="too large for a sealed stream"):
+        sealed_payload_size(big, SEALED_MAX_PAYLOAD + 3)
+
+
+def test_keygen_writes_a_private_key_and_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "stream.key"
+    assert keygen([str(path), "-q"]) == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key = read_key_file(path)
+    assert len(key) == KEY_BYTES and path.read_text() == key.hex() + "\n"
+    assert keygen([str(path)]) == 2
+    assert "exists; give --force" in capsys.readouterr().err and read_key_file(path) == key
+    path.chmod(0o644)
+    assert keygen([str(path), "--force", "-q"]) == 0
+    assert read_key_file(path) != key and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_bad_key_files_are_one_line_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "bad.key"
+    for text in ["", "00" * 31, "zz" * 32, "00" * 33]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match="64 hex digits"):
+            read_key_file(path)
+    with pytest.raises(ValueError, match="cannot read key file"):
+        read_key_file(tmp_path / "missing.key")
+    path.write_text(" " + "ab" * 32 + "\n\n")
+    os.chmod(path, 0o640)
+    with caplog.at_level(logging.WARNING):
+        assert read_key_file(path) == parse_key("ab" * 32)
+    assert "readable by others" in caplog.text
+
+
+def test_receiver_with_an_unreadable_key_file_fails_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mstvsc_stream.cli.recv", "--listen", "127.0.0.1:0", "--key-file", str(tmp_path / "no")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "cannot read key file" in result.stderr
+
+
+def stream_sealed(
+    codec: TorchCodec, receiver_key: bytes, frames: int, kbps: float | None = None, loss: float = 0.0
+) -> tuple[Sender, dict]:
+    """The sample clip, sealed with KEY, through a relay that loses and duplicates; both ends' reports.
+    Forged datagrams do not count as the stream having begun, so under another key the receiver ends on
+    a time limit."""
+    limit = {"idle_exit_s": 2.0} if receiver_key == KEY else {"duration_s": 2.0}
+
+    async def scenario() -> tuple[Sender, dict]:
+        receiver = Receiver(codec, ReceiverConfig("127.0.0.1:0", key=receiver_key, **limit))
+        address = await receiver.start()
+        impairment = Impairment(loss=BernoulliLoss(loss), duplicate=0.05, seed=4)
+        relay = await start_relay("127.0.0.1:0", address, impairment)
+        receiving = asyncio.create_task(receiver.run())
+        source = FileSource(sample_clip_path(), size=(128, 96))
+        config = SenderConfig(relay.local_address, key=KEY, max_frames=frames, kbps=kbps, realtime=False)
+        sender = Sender(codec, source, config)
+        await sender.run()
+        report = await asyncio.wait_for(receiving, 30)
+        relay.close()
+        return sender, report
+
+    return run(scenario())
+
+
+@pytest.fixture(scope="module")
+def codec() -> TorchCodec:
+    return tiny_codec()
+
+
+def test_a_sealed_stream_plays_and_duplicates_count_as_replays(codec: TorchCodec) -> None:
+    sender, report = stream_sealed(codec, KEY, frames=16, loss=0.2)
+    assert report["frames_out"] == sender.frames_sent == 16 and report["end_reason"] == "end_of_input"
+    assert 0.05 < report["segment_loss_rate"] < 0.4
+    assert set(report["invalid_by_reason"]) <= {"replayed"}
+    assert report["gops_decoded"] == 4
+
+
+def test_a_sealed_stream_under_another_key_shows_nothing(codec: TorchCodec) -> None:
+    sender, report = stream_sealed(codec, OTHER_KEY, frames=8)
+    assert report["frames_out"] == 0 and report["gops_received"] == 0
+    assert report["invalid_by_reason"] == {"forged": report["datagrams"]}
+
+
+def test_the_sender_never_exceeds_the_rate_cap_descriptors_and_sealing_included(
+    codec: TorchCodec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every datagram the capped sender hands the kernel, descriptor copies and end flags included, fits
+    the token bucket: over any stretch of sends, bytes <= rate * (time + burst + timer slack)."""
+    sent: list[tuple[float, int]] = []
+    transmit = DatagramSender._transmit  # noqa: SLF001 - the moment a datagram leaves is what the cap is about
+
+    def recording(self: DatagramSender, data: bytes) -> None:
+        if self._limiter is not None:  # noqa: SLF001 - the capped sender, not the relay's
+            sent.append((time.monotonic(), len(data)))
+        transmit(self, data)
+
+    monkeypatch.setattr(DatagramSender, "_transmit", recording)
+    kbps = 30.0
+    sender, report = stream_sealed(codec, KEY, frames=16, kbps=kbps)
+    assert 0 < sender.segments_per_gop < sender.packetizer.n_segments
+    assert report["frames_out"] == 16 and len(sent) == sender.report()["datagrams"]
+    rate = kbps * 1000 / 8
+    for i, (began, _) in enumerate(sent):
+        total = 0
+        for j in range(i + 1, len(sent)):
+            total += sent[j - 1][1]
+            assert total <= rate * (sent[j][0] - began + DEFAULT_BURST_S + TIMER_SLACK_S + 1e-3)
+
+
+def test_send_and_recv_with_one_key_file(tiny_model_folder: Path, tmp_path: Path) -> None:
+    key, stats = tmp_path / "stream.key", tmp_path / "rx.json"
+    assert keygen([str(key), "-q"]) == 0
+    port = free_udp_port()
+    receiver = start("recv", "--listen", f"127.0.0.1:{port}", "--model", str(tiny_model_folder), *TORCH,
+                     "--key-file", str(key), "--stats-json", str(stats), "--idle-exit", "20")  # fmt: skip
+    try:
+        wait_for_line(receiver, "listening on")
+        sent = cli("send", "--input", str(sample_clip_path()), "--size", "128x96", "--frames", "8", "--no-realtime",
+                   "--to", f"127.0.0.1:{port}", "--model", str(tiny_model_folder), *TORCH, "--key-file", str(key),
+                   "-q")  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        receiver_log = receiver.communicate(timeout=60)[1]
+    finally:
+        receiver.kill()
+    assert receiver.returncode == 0 and "Traceback" not in receiver_log
+    report = json.loads(stats.read_text())
+    assert report["frames_out"] == 8 and report["end_reason"] == "end_of_input" and report["invalid_datagrams"] == 0
+
+
+def test_a_session_that_used_up_its_nonces_continues_as_a_new_one(
+    codec: TorchCodec, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With room for 60 datagrams per session (2**32 really), 2 GOPs of 19 datagrams fit with the 27 a GOP
+    and the end flags need in reserve: 16 frames go out as two sessions, and the receiver follows."""
+    monkeypatch.setattr(sealing, "SEQUENCE_LIMIT", 60)
+
+    async def scenario() -> tuple[Sender, dict]:
+        config = ReceiverConfig("127.0.0.1:0", idle_exit_s=2.0, key=KEY, accept=SourcePolicy(lock=True, silence_s=0.3))
+        receiver = Receiver(codec, config)
+        address = await receiver.start()
+        receiving = asyncio.create_task(receiver.run())
+        source = FileSource(sample_clip_path(), size=(128, 96))
+        sender = Sender(codec, source, SenderConfig(address, key=KEY, max_frames=16, realtime=False))
+        await sender.run()
+        return sender, await asyncio.wait_for(receiving, 30)
+
+    with caplog.at_level(logging.INFO):
+        sender, report = run(scenario())
+    assert "used up its nonces" in caplog.text
+    assert report["frames_out"] == 16 and report["sessions"] == 2 and report["segment_loss_rate"] == 0.0
+    assert set(report["invalid_by_reason"]) == {"second_source"}, "the new session waited for the old to fall silent"
