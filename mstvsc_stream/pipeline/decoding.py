@@ -47,7 +47,7 @@ class GopDecoder:
         self._seed = seed
         self._load_model = load_model
         self._codecs: dict[str, Codec] = {codec.model_id: codec}
-        self._packetizers: dict[tuple[object, ...], GopPacketizer] = {}
+        self._packetizer_for: tuple[tuple[object, ...], GopPacketizer] | None = None  # one stream at a time
         self._last_frame: np.ndarray | None = None
 
     def render(self, gop: ReleasedGop, held: bool) -> tuple[np.ndarray, Outcome]:
@@ -92,10 +92,11 @@ class GopDecoder:
         return frames
 
     def _packetizer(self, descriptor: SessionDescriptor) -> GopPacketizer:
+        """The current stream's packetizer, rebuilt when the stream changes (memory stays bounded)."""
         key = descriptor.stream_key()
-        if key not in self._packetizers:
-            self._packetizers[key] = descriptor.packetizer(self._seed)
-        return self._packetizers[key]
+        if self._packetizer_for is None or self._packetizer_for[0] != key:
+            self._packetizer_for = (key, descriptor.packetizer(self._seed))
+        return self._packetizer_for[1]
 
     def _codec_for(self, model_id: str) -> Codec:
         codec = self._codecs.get(model_id)
