@@ -5,7 +5,8 @@ Each GOP is encoded once and reused at every loss rate; each rate has its own se
 runs across GOPs (so Gilbert-Elliott bursts span GOP boundaries as on a real link). The inference-time
 ablations see exactly the segment losses the full system sees, and the classic baselines
 (:mod:`.baselines`) get the semantic stream's bitrate, payload size and loss process, so every row of
-one evaluation is measured on the same frames, bits and losses.
+one evaluation is measured on the same frames, bits and losses. A GOP of which no segment arrived is
+shown as the receiver shows it: the last frame repeated.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def semantic_rows(codec: Codec, frames: np.ndarray, fps: float, cfg: EvalConfig,
     processes = [LossProcess(cfg.loss_model(rate), cfg.loss_seed) for rate in cfg.loss_rates]
     meters = {(v.scheme, r): QualityMeter() for v in schemes for r in range(len(cfg.loss_rates))}
     lost_segments = np.zeros(len(cfg.loss_rates))
+    shown: dict[tuple[str, int], np.ndarray] = {}  # last frame shown per scheme and loss rate
     for g in range(len(frames) // codec.gop):
         gop = frames[g * codec.gop : (g + 1) * codec.gop]
         codes = codec.encode(gop)
@@ -128,9 +130,16 @@ def semantic_rows(codec: Codec, frames: np.ndarray, fps: float, cfg: EvalConfig,
             lost = process.draw(packetizer.n_segments)  # one pattern for every variant
             lost_segments[r] += lost.sum()
             for v in schemes:
-                arrived = {i: s for i, s in enumerate(sent[v.interleaved]) if not lost[i]}
-                values, received = transports[v.interleaved].reassemble(arrived)
-                decoded = codec.decode(values, received if v.recovery else np.ones_like(received), height, width)
+                if lost.all() and (v.scheme, r) in shown:
+                    # nothing of this GOP arrived: the receiver repeats the last frame shown (its
+                    # concealment), so the evaluation scores what a viewer of mstvsc-recv sees
+                    decoded = np.repeat(shown[v.scheme, r][np.newaxis], codec.gop, axis=0)
+                else:
+                    arrived = {i: s for i, s in enumerate(sent[v.interleaved]) if not lost[i]}
+                    values, received = transports[v.interleaved].reassemble(arrived)
+                    mask = received if v.recovery else np.ones_like(received)
+                    decoded = codec.decode(values, mask, height, width)
+                shown[v.scheme, r] = decoded[-1]
                 meters[v.scheme, r].add(gop, decoded)
                 if gallery is not None:
                     gallery.keep(v.scheme, cfg.loss_rates[r], decoded, g * codec.gop)
