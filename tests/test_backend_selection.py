@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mstvsc_stream.runtime import DEFAULT_MODEL, ModelError, find_model, load_codec
-from mstvsc_stream.runtime.backends import choose_backend
+from mstvsc_stream.runtime.backends import choose_backend, choose_precision
 from mstvsc_stream.runtime.onnx_backend import OnnxCodec, default_threads
 
 CPU_ONLY = ["CPUExecutionProvider"]
@@ -119,3 +119,36 @@ def test_threads_default_and_override(monkeypatch) -> None:
     monkeypatch.setenv("MSTVSC_THREADS", "many")
     with pytest.raises(ModelError, match="MSTVSC_THREADS must be a positive integer"):
         default_threads()
+
+
+def test_auto_precision_is_int8_for_onnx_on_the_cpu(card, caplog) -> None:
+    with caplog.at_level(logging.INFO):
+        assert choose_precision(card, "onnx", "cpu", "auto") == "int8"
+    assert "precision auto: int8" in caplog.text
+    assert load_codec(DEFAULT_MODEL, "onnx").backend == "onnx-cpu-int8"
+
+
+@pytest.mark.parametrize("backend, device", [("onnx", "cuda"), ("torch", "cpu"), ("torch", "cuda")])
+def test_auto_precision_is_fp32_where_int8_does_not_run(card, backend: str, device: str) -> None:
+    assert choose_precision(card, backend, device, "auto") == "fp32"
+
+
+def test_auto_precision_without_int8_graphs_or_a_way_to_export_them_is_fp32(card, no_torch) -> None:
+    fp32_only = dataclasses.replace(card, data={**card.data, "onnx": {
+        name: digest for name, digest in card.data["onnx"].items() if ".int8." not in name}})
+    assert choose_precision(fp32_only, "onnx", "cpu", "auto") == "fp32"
+    assert choose_precision(card, "onnx", "cpu", "auto") == "int8"  # shipped: no export needed
+
+
+@pytest.mark.parametrize("backend, device, precision, message", [
+    ("torch", "cpu", "int8", "int8 runs on ONNX Runtime's CPU provider only"),
+    ("onnx", "cuda", "int8", "int8 runs on ONNX Runtime's CPU provider only"),
+    ("onnx", "cpu", "fp16", "unknown precision 'fp16'"),
+])
+def test_impossible_precisions_are_one_line(card, backend: str, device: str, precision: str, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        choose_precision(card, backend, device, precision)
+
+
+def test_explicit_fp32_onnx_codec() -> None:
+    assert load_codec(DEFAULT_MODEL, "onnx", precision="fp32").backend == "onnx-cpu"

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mstvsc_stream.net.gopbuffer import GopBuffer, ReleasedGop
+from mstvsc_stream.net.spread import ArrivalSpread
 from mstvsc_stream.wire import (
     DEFAULT_SEED,
     DESCRIPTOR_COPIES,
@@ -333,3 +334,71 @@ def test_lossy_jittery_stream_plays_every_gop_in_order(
     assert stats.gops_released == len(released)
     assert stats.segments_received == sum(len(gop.payloads) for gop in released)
     assert stats.segments_expected == len(released) * N_SEGMENTS
+
+
+# --- learned arrival spread -------------------------------------------------------------------------------
+
+
+def paced_stream(sender: FakeSender, gops: range, span_s, loss: float, seed: int = 1) -> list[tuple[float, bytes]]:
+    """(arrival, datagram) of GOPs whose datagrams (three descriptor copies among them) are spread over
+    ``span_s(counter)`` from the GOP's start, with ``loss`` of them lost."""
+    rng = np.random.default_rng(seed)
+    arrivals = []
+    for counter in gops:
+        segments, descriptor = sender.segments(counter), sender.descriptor(counter)
+        third = len(segments) // 3
+        datagrams = [descriptor, *segments[:third], descriptor, *segments[third : 2 * third], descriptor,
+                     *segments[2 * third :]]  # fmt: skip
+        for i, datagram in enumerate(datagrams):
+            if rng.random() >= loss:
+                arrivals.append((counter * GOP_S + span_s(counter) * i / len(datagrams), datagram))
+    return sorted(arrivals, key=lambda a: a[0])
+
+
+def release_waits(buffer: GopBuffer, arrivals: list[tuple[float, bytes]]) -> dict[int, float]:
+    """How long after its first datagram each GOP left, polling at every deadline like the receiver."""
+    waits: dict[int, float] = {}
+
+    def note(gops: list[ReleasedGop], now: float) -> None:
+        waits.update({g.counter: now - g.first_arrival for g in gops if g.first_arrival is not None})
+
+    for now, datagram in arrivals:
+        while (deadline := buffer.next_deadline()) is not None and deadline <= now:
+            note(buffer.poll(deadline), deadline)
+        note(buffer.push(datagram, ADDR, now), now)
+    return waits
+
+
+@pytest.mark.parametrize("learn, expected_wait", [(False, GOP_S + 0.03), (True, 0.02 + 0.03)])
+def test_lossy_gops_wait_for_the_learned_spread_not_a_whole_gop(learn: bool, expected_wait: float) -> None:
+    buffer = GopBuffer(playout_margin_s=0.03, guarded=True, learn_span=learn)
+    waits = release_waits(buffer, paced_stream(FakeSender(), range(40), lambda _: 0.02, loss=0.3))
+    late = [waits[c] for c in range(20, 38)]  # learned by then; the last GOPs leave at the end of the run
+    assert np.median(late) == pytest.approx(expected_wait, abs=0.005)
+    assert np.percentile(late, 90) <= expected_wait + 0.005  # the rest lost every descriptor copy: the clock decides
+
+
+def test_learned_spread_follows_a_sender_that_starts_pacing_slower() -> None:
+    buffer = GopBuffer(playout_margin_s=0.01, guarded=True, learn_span=True)
+    stream = paced_stream(FakeSender(), range(60), lambda counter: 0.01 if counter < 20 else 0.08, loss=0.3)
+    waits = release_waits(buffer, stream)
+    assert np.median([waits[c] for c in range(10, 20)]) < 0.03
+    assert np.median([waits[c] for c in range(40, 58)]) == pytest.approx(0.08 + 0.01, abs=0.01)
+    assert buffer.stats.segments_late > 0, "the first slow GOPs lost their last segments to the old estimate"
+
+
+def test_arrival_spread_is_the_longest_recent_one_under_a_ceiling() -> None:
+    spread = ArrivalSpread(window=3)
+    assert spread.span(ceiling=0.13) == 0.13, "nothing learned yet: the ceiling"
+    spread.released(1, 10.0, 10.02)
+    spread.released(2, 11.0, 11.0)  # one datagram: no spread
+    assert spread.span(0.13) == pytest.approx(0.02)
+    spread.late(2, 11.05)  # a segment of GOP 2 after it left
+    assert spread.span(0.13) == pytest.approx(0.05)
+    spread.late(1, 15.0)  # a stall: capped
+    assert spread.span(0.13) == 0.13
+    for counter in range(3, 6):
+        spread.released(counter, counter, counter + 0.01)
+    assert spread.span(0.13) == pytest.approx(0.01), "the window forgets old spreads"
+    spread.reset()
+    assert spread.span(0.13) == 0.13

@@ -1,5 +1,6 @@
-"""ONNX export of the real network (tiny config, random weights): parity with PyTorch, the shared weights
-blob, the user cache, shipping into a model folder, and refusing graphs of other weights."""
+"""ONNX export of the real network (tiny config, random weights): parity with PyTorch in fp32 and int8,
+the shared weights blob, the user cache, shipping into a model folder, and refusing graphs of other
+weights."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from mstvsc_stream.model.mstvsc import MSTVSC
 from mstvsc_stream.runtime import ModelError, find_model
 from mstvsc_stream.runtime import onnx_export
 from mstvsc_stream.runtime.onnx_backend import OnnxCodec
-from mstvsc_stream.runtime.onnx_export import _SharedBlob, check_parity, install_graphs
+from mstvsc_stream.runtime.onnx_export import PARITY_LIMITS, _SharedBlob, check_parity, install_graphs
 from mstvsc_stream.runtime.onnx_graphs import WEIGHTS_BLOB, cache_folder, shipped_sizes
+from mstvsc_stream.runtime.torch_backend import load_torch_model
 from mstvsc_stream.runtime.zoo import file_sha256
 
 TINY = CONFIGS["tiny-test"]
@@ -65,6 +67,29 @@ def test_exported_graphs_match_pytorch_on_real_frames(tiny, cache) -> None:
     assert parity.code_mismatch <= 0.001 and parity.max_code_step <= 1
     assert parity.decoder_max_abs <= 1e-3 and parity.decoder_max_abs_lossy <= 1e-3
     assert parity.ok
+
+
+def test_int8_graphs_are_quantised_and_close(tiny, cache) -> None:
+    """Random weights: the mechanics (quantised ops, own cache folder, codes close). How close a trained
+    model must be is the next test's business; an untrained recovery net amplifies any difference."""
+    model, card, _ = tiny
+    frames = read_frames(sample_clip_path(), n=2 * TINY.gop, size=SIZE[::-1])
+    codec = OnnxCodec(card, threads=1, precision="int8")
+    parity = check_parity(model, codec, frames)
+    assert codec.backend == "onnx-cpu-int8" and parity.precision == "int8"
+    limits = PARITY_LIMITS["int8"]
+    assert 0 < parity.code_mismatch <= 1 - limits.code_agreement and parity.max_code_step <= limits.max_code_step
+    assert parity.decoder_max_abs <= limits.decoder_max_abs
+    proto = onnx.load(cache_folder(card, SIZE, "int8") / "encoder-128x128.int8.onnx", load_external_data=False)
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in proto.graph.node}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_shipped_graphs_of_the_default_model_pass_parity(precision: str) -> None:
+    card = find_model(None)
+    frames = read_frames(sample_clip_path(), n=card.config.gop, size=(320, 240))
+    parity = check_parity(load_torch_model(card), OnnxCodec(card, threads=1, precision=precision), frames)
+    assert parity.ok, parity
 
 
 def test_cached_graphs_are_reused_and_serve_every_size_that_pads_alike(tiny, cache, monkeypatch) -> None:

@@ -23,7 +23,7 @@ from mstvsc_stream.pipeline.batching import (
 )
 from mstvsc_stream.pipeline.gops import PulledFrames, gather_gops
 from mstvsc_stream.pipeline.metrics import Timings
-from mstvsc_stream.pipeline.playout import DecodedGop, Playout
+from mstvsc_stream.pipeline.playout import DecodedGop, Playout, frame_period
 from mstvsc_stream.wire import (
     DEFAULT_SEED,
     HEADER_SIZE,
@@ -203,12 +203,13 @@ def test_timings_percentiles_and_bound() -> None:
 # --- playout --------------------------------------------------------------------------------------------
 
 
-def decoded_gop(fps_milli: int, size: tuple[int, int] = (320, 240), value: int = 0) -> DecodedGop:
+def decoded_gop(fps_milli: int, size: tuple[int, int] = (320, 240), value: int = 0,
+                decoded_at: float | None = None) -> DecodedGop:
     width, height = size
     frames = np.full((4, height, width, 3), value, np.uint8)
     now_us = int(time.time() * 1e6)
     descriptor = replace(DESCRIPTOR, fps_milli=fps_milli, width=width, height=height, capture_time_us=now_us)
-    return DecodedGop(frames, descriptor, capture_time_known=True)
+    return DecodedGop(frames, descriptor, True, time.monotonic() if decoded_at is None else decoded_at)
 
 
 def test_playout_paces_frames_at_the_stream_rate_and_samples_latency() -> None:
@@ -234,6 +235,55 @@ def test_playout_catches_up_on_a_backlog_without_waiting() -> None:
 
     assert asyncio.run(play()) < 2.0
     assert playout.frames_out == 4
+
+
+class ClockDisplay:
+    """A display that notes when each frame was shown."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.shown: list[float] = []
+
+    def show(self, frame: np.ndarray) -> None:
+        self.shown.append(time.monotonic())
+
+    def close(self) -> None:
+        pass
+
+
+def test_playout_works_off_a_late_start_instead_of_keeping_it() -> None:
+    """GOP 0 comes 100 ms late (a slow first decode), the rest on the stream's cadence. Without catching
+    up, every later GOP would wait 100 ms for the schedule GOP 0 set; with it, the wait shrinks GOP by
+    GOP (how fast it may catch up is the next test's business)."""
+    period, late, gops = 0.02, 0.1, 10
+    display = ClockDisplay()
+    playout = Playout(display=display, record_path=None)
+    ready: list[float] = []
+
+    async def play() -> None:
+        start = time.monotonic()
+        for k in range(gops):
+            due = start if k == 0 else start - late + k * 4 * period
+            await asyncio.sleep(max(0.0, due - time.monotonic()))  # no wait once behind: it was queued
+            ready.append(due)
+            await playout.play(decoded_gop(fps_milli=50_000, decoded_at=due))
+
+    asyncio.run(play())
+    firsts = display.shown[::4]
+    waits = [shown - came for shown, came in zip(firsts, ready)]
+    assert waits[1] > 0.05, "the schedule GOP 0 set holds GOP 1 back at first"
+    assert waits[-1] < waits[1] / 2, f"still {waits[-1] * 1000:.0f} ms behind after {gops} GOPs"
+
+
+@pytest.mark.parametrize("first_out, expected", [
+    (10.0, 0.02),  # goes out as it is decoded: the stream's rate
+    (10.02, 0.02),  # waits one frame: jitter, not lag
+    (10.03, 0.02 - 0.01 / 4),  # 10 ms of lag worked off within the GOP
+    (10.5, 0.02 / 1.25),  # more than one GOP can absorb: as fast as catching up may go
+])
+def test_frame_period_shortens_only_for_a_lagging_schedule(first_out: float, expected: float) -> None:
+    assert frame_period(50.0, 4, first_out, decoded_at=10.0) == pytest.approx(expected)
 
 
 def test_playout_stops_at_its_frame_limit_and_records_one_file_across_sizes(tmp_path: Path) -> None:

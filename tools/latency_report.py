@@ -6,6 +6,9 @@ its output, one clock since all runs on one host), encode and decode times, GOPs
 
     python tools/latency_report.py --size 320x240 --frames 300
     python tools/latency_report.py --size 320x240 --frames 300 --loss 0.3 --json latency.json
+    python tools/latency_report.py --threads 1 --pacing 0.25 --playout-ms 30   # both ends on 2 cores
+
+Pause background work (training) while measuring: sender and receiver share this machine's cores.
 """
 
 from __future__ import annotations
@@ -25,16 +28,26 @@ from mstvsc_stream.media import sample_clip_path
 TIMEOUT_S = 600
 
 
+def optional(flag: str, value: str | None) -> list[str]:
+    return [flag, value] if value is not None else []
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def start(module: str, args: list[str], ready: str) -> subprocess.Popen[str]:
+def command(module: str, cpus: str | None) -> list[str]:
+    """``python -m mstvsc_stream.cli.<module>``, on the given CPUs (taskset list) if any."""
+    pin = ["taskset", "-c", cpus] if cpus else []
+    return [*pin, sys.executable, "-m", f"mstvsc_stream.cli.{module}"]
+
+
+def start(module: str, args: list[str], ready: str, cpus: str | None) -> subprocess.Popen[str]:
     """Starts ``python -m mstvsc_stream.cli.<module>`` and returns once its log says ``ready``; the rest of
     its log is drained in a thread so the pipe never fills."""
-    process = subprocess.Popen([sys.executable, "-m", f"mstvsc_stream.cli.{module}", *args],
+    process = subprocess.Popen([*command(module, cpus), *args],
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert process.stderr is not None
     for line in process.stderr:
@@ -46,21 +59,25 @@ def start(module: str, args: list[str], ready: str) -> subprocess.Popen[str]:
 
 def measure(args: argparse.Namespace, folder: Path) -> dict[str, dict]:
     model = ["--model", args.model] if args.model else []
+    model += ["--threads", str(args.threads)] if args.threads else []
+    model += ["--precision", args.precision]
     port = free_udp_port()
     rx_json, tx_json = folder / "rx.json", folder / "tx.json"
     receiver = start("recv", ["--listen", f"127.0.0.1:{port}", "--stats-json", str(rx_json), "--idle-exit", "10",
-                              *model], "listening on")  # fmt: skip
+                              *optional("--playout-ms", args.playout_ms), *model], "listening on",
+                     args.receiver_cpus)  # fmt: skip
     relay = None
     destination = f"127.0.0.1:{port}"
     if args.loss:
         relay_port = free_udp_port()
         relay = start("relay", ["--listen", f"127.0.0.1:{relay_port}", "--to", destination, "--loss", str(args.loss),
-                                "--seed", "1"], "relaying")  # fmt: skip
+                                "--seed", "1"], "relaying", args.receiver_cpus)  # fmt: skip
         destination = f"127.0.0.1:{relay_port}"
     try:
-        subprocess.run([sys.executable, "-m", "mstvsc_stream.cli.send", "--input", str(args.input), "--loop",
+        subprocess.run([*command("send", args.sender_cpus), "--input", str(args.input), "--loop",
                         "--frames", str(args.frames), "--size", args.size, "--to", destination, "--stats-json",
-                        str(tx_json), "-q", *model], check=True, timeout=TIMEOUT_S)  # fmt: skip
+                        str(tx_json), *optional("--pacing", args.pacing), "-q", *model], check=True,
+                       timeout=TIMEOUT_S)  # fmt: skip
         receiver.wait(TIMEOUT_S)
     finally:
         for process in (relay, receiver):
@@ -78,11 +95,19 @@ def main() -> None:
     parser.add_argument("--model", help="model name or folder (default: the shipped default)")
     parser.add_argument("--loss", type=float, default=0.0, help="put a relay losing this share in between")
     parser.add_argument("--json", type=Path, help="write both ends' counters here")
+    parser.add_argument("--threads", type=int, help="inference threads of each end (default: theirs)")
+    parser.add_argument("--precision", default="auto", help="ONNX graphs: auto, int8 or fp32 (default auto)")
+    parser.add_argument("--sender-cpus", help="run the sender on these CPUs (taskset list, e.g. 0)")
+    parser.add_argument("--receiver-cpus", help="run the receiver and relay on these CPUs (e.g. 1)")
+    parser.add_argument("--pacing", help="mstvsc-send --pacing (default: its default)")
+    parser.add_argument("--playout-ms", help="mstvsc-recv --playout-ms (default: its default)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         result = measure(args, Path(folder))
     tx, rx = result["sender"], result["receiver"]
-    print(f"{args.size}, {args.frames} frames, loss {args.loss:g}, model {tx['model']}")
+    print(f"{args.size}, {args.frames} frames, loss {args.loss:g}, model {tx['model']} on {tx.get('backend', '?')}, "
+          f"threads {args.threads or 'default'}, pacing {args.pacing or 'default'}, "
+          f"playout margin {args.playout_ms or 'default'} ms")
     print(f"sender:   {tx['gops_sent']} GOPs sent, {tx['gops_dropped']} dropped (encoder behind), "
           f"encode p50 {tx['encode_ms_p50']} p95 {tx['encode_ms_p95']} ms, {tx['stream_kbps']} kbps")
     print(f"receiver: {rx['frames_out']} frames out, {rx['gops_held']} GOPs held (decoder behind), "

@@ -10,15 +10,12 @@ import logging
 import sys
 from pathlib import Path
 
-from ..pipeline.bench import format_table, machine_info, run_bench
+from ..pipeline.bench import CODEC_BACKENDS, format_table, machine_info, run_bench
 from ..runtime import DEFAULT_MODEL
 from ..runtime.onnx_graphs import SHIPPED_SIZES
 from .common import parse_size, parser, run_main, setup_logging
 
 log = logging.getLogger("mstvsc-bench")
-
-CODEC_BACKENDS = ("onnx", "torch")
-
 
 def _backends(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",")]
@@ -34,9 +31,10 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def default_backends() -> str:
-    """Both backends where PyTorch is installed, else ONNX alone (found without importing torch)."""
-    return "onnx,torch" if importlib.util.find_spec("torch") is not None else "onnx"
+def default_backends(device: str) -> str:
+    """ONNX (int8 on the CPU, fp32) and PyTorch where it is installed (found without importing torch)."""
+    onnx = "onnx-int8,onnx" if device == "cpu" else "onnx"
+    return f"{onnx},torch" if importlib.util.find_spec("torch") is not None else onnx
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"frame sizes WxH, comma-separated (default {SHIPPED_SIZES})")
     p.add_argument("--model", default=None, help=f"shipped model name or model folder (default {DEFAULT_MODEL})")
     p.add_argument("--backend", type=_backends, default=None,
-                   help="codec backends, comma-separated: onnx, torch (default: both where PyTorch is installed)")
+                   help="codec backends, comma-separated: onnx-int8, onnx (fp32), torch (default: all that run "
+                        "on the device: onnx-int8 is CPU-only, torch where PyTorch is installed)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=_positive, default=None, help="intra-op threads (default: each backend's)")
     p.add_argument("--gops", type=_positive, default=5, help="timed GOPs per measurement, after one warm-up GOP")
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None and not args.json.parent.is_dir():
         p.error(f"--json: no directory {str(args.json.parent)!r}")
     setup_logging(args)
-    backends = args.backend or _backends(default_backends())
+    backends = args.backend or _backends(default_backends(args.device))
 
     def body() -> int:
         machine = machine_info(args.threads)

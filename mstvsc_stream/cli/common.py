@@ -18,7 +18,16 @@ from ..media import MediaError
 from ..net.endpoint import EndpointError
 from ..net.eventloop import run
 from ..net.loss import ProbabilityError
-from ..runtime import DEFAULT_MODEL, ModelError, list_models
+from ..runtime import (
+    BACKENDS,
+    DEFAULT_MODEL,
+    DEVICES,
+    PRECISION_CHOICES,
+    Codec,
+    ModelError,
+    list_models,
+    load_codec,
+)
 from ..wire import DEFAULT_SEED, WireError
 
 USER_ERRORS = (MediaError, ModelError, EndpointError, ProbabilityError, WireError, ValueError, OSError)
@@ -34,11 +43,22 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help=f"shipped model name or model folder (default {DEFAULT_MODEL})")
-    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="inference backend: onnx (ONNX Runtime, no PyTorch needed), torch, or auto (the fastest "
-                        "usable, logged); ONNX threads: $MSTVSC_THREADS")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+                        "usable, logged)")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="ONNX graphs: int8 (about 1.5x faster on a CPU, within 0.05 dB), fp32, or auto (int8 on "
+                        "the CPU, fp32 on CUDA and with torch)")
+    p.add_argument("--threads", type=checked(positive_int), default=None, metavar="N",
+                   help="inference threads (default $MSTVSC_THREADS, else the usable CPUs; use 1 when a sender "
+                        "and a receiver share a 2-core machine)")
     p.add_argument("--list-models", action=ListModels, nargs=0, help="show the shipped models and exit")
+
+
+def open_codec(args: argparse.Namespace, model: str | None = None) -> Codec:
+    """The codec the model options ask for; ``model`` overrides ``--model`` (a peer's announced model)."""
+    return load_codec(model or args.model, args.backend, args.device, args.threads, args.precision)
 
 
 def add_seed_arg(p: argparse.ArgumentParser) -> None:

@@ -14,12 +14,12 @@ from ..media import sample_clip_path
 from ..net.eventloop import run
 from ..net.loss import parse_probability
 from ..pipeline.demo import DemoConfig, DemoRow, run_demo
-from ..runtime import load_codec
 from .common import (
     add_model_args,
     add_seed_arg,
     check_output_path,
     checked,
+    open_codec,
     parse_size,
     parser,
     positive_int,
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
 
     def body() -> int:
-        codec = load_codec(args.model, args.backend, args.device)
+        codec = open_codec(args)
         config = DemoConfig(
             input=args.input or sample_clip_path(), size=args.size, loss_rates=args.loss, out_dir=args.out,
             seed=args.seed, loss_seed=args.loss_seed, max_frames=args.frames,

@@ -19,9 +19,19 @@ from ..pipeline.baselines import Baseline, default_keyint
 from ..pipeline.evaluation import EvalConfig, EvalRow, evaluate
 from ..pipeline.gallery import Gallery, feature_views, save_grid
 from ..pipeline.report import curves_png, report_html
-from ..runtime import load_codec
-from .common import (add_model_args, add_seed_arg, check_output_path, checked, parse_size, parser, positive_int,
-                     run_main, setup_logging, write_json)
+from .common import (
+    add_model_args,
+    add_seed_arg,
+    check_output_path,
+    checked,
+    open_codec,
+    parse_size,
+    parser,
+    positive_int,
+    run_main,
+    setup_logging,
+    write_json,
+)
 
 
 def parse_rates(text: str) -> list[float]:
@@ -100,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         with FileSource(args.input) as source:
             fps = source.fps
         frames = read_frames(args.input, n=args.frames, size=args.size)
-        codec = load_codec(args.model, args.backend, args.device)
+        codec = open_codec(args)
         keyint = args.keyint or default_keyint(fps)
         cfg = EvalConfig(rates, args.seed, args.loss_seed, args.payload, loss_model, args.ablations,
                          args.baselines, keyint)

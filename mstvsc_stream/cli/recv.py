@@ -15,13 +15,13 @@ from ..media.recorder import ENCODINGS
 from ..net.endpoint import parse_endpoint
 from ..net.sources import DEFAULT_SILENCE_S, SourcePolicy
 from ..pipeline.receiver import Receiver, ReceiverConfig
-from ..runtime import load_codec
 from .common import (
     add_model_args,
     add_seed_arg,
     check_output_path,
     checked,
     non_negative_number,
+    open_codec,
     parser,
     positive_int,
     positive_number,
@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-exit", type=checked(positive_number), metavar="SECONDS",
                    help="finish after this much silence once the stream has begun")
     p.add_argument("--stay", action="store_true", help="keep listening after the sender's end of input")
-    p.add_argument("--playout-ms", type=checked(non_negative_number), default=100.0, metavar="MS",
-                   help="jitter margin: wait this long past a GOP's pacing span for its late segments (default 100)")
+    p.add_argument("--playout-ms", type=checked(non_negative_number), default=50.0, metavar="MS",
+                   help="jitter margin: wait this long past the time a GOP's datagrams take to arrive (learned "
+                        "from the stream) for its late segments (default 50)")
     p.add_argument("--stats-json", type=Path, metavar="PATH", help="write the final counters here on exit")
     p.add_argument("--status-interval", type=checked(positive_number), default=5.0, metavar="S",
                    help="seconds between status lines")
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         config = _config(args)
-        codec = load_codec(args.model, args.backend, args.device)
-        receiver = Receiver(codec, config, lambda name: load_codec(name, args.backend, args.device))
+        codec = open_codec(args)
+        receiver = Receiver(codec, config, lambda name: open_codec(args, name))
         return serve(receiver.run, receiver.stop, args.stats_json)
 
     return run_main(p.prog, body)

@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import common
 from ..net.endpoint import parse_endpoint
 from ..net.eventloop import run
 from ..net.loss import BernoulliLoss, GilbertElliottLoss, LossModel, parse_probability
 from ..net.relay import Impairment, RelayStats, start_relay
+from . import common
 
 log = logging.getLogger("mstvsc-relay")
 

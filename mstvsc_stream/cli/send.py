@@ -14,12 +14,12 @@ from pathlib import Path
 from ..media import CameraSource, FileSource, FrameSource
 from ..net.endpoint import parse_endpoint
 from ..pipeline.sender import Sender, SenderConfig
-from ..runtime import load_codec
 from .common import (
     add_model_args,
     add_seed_arg,
     check_output_path,
     checked,
+    open_codec,
     parse_size,
     parser,
     positive_int,
@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the receiver needs the same file")
     p.add_argument("--ttl", type=int, default=1, metavar="N", help="multicast hop limit (default 1)")
     p.add_argument("--iface", metavar="NAME", help="network interface for a multicast group")
-    p.add_argument("--pacing", type=checked(_fraction), default=0.8, metavar="FRACTION",
-                   help="spread each GOP's datagrams over this share of the GOP interval (default 0.8)")
+    p.add_argument("--pacing", type=checked(_fraction), default=0.25, metavar="FRACTION",
+                   help="spread each GOP's datagrams over this share of the GOP interval (default 0.25: short "
+                        "bursts at 4x the stream rate, low latency; raise it on links that drop bursts)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
                    help="play a file at its frame rate like a camera, dropping GOPs when encoding lags "
                         "(default); --no-realtime sends as fast as encoding goes and drops nothing")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         config = _config(args)
         source = _open_source(args)
         try:
-            sender = Sender(load_codec(args.model, args.backend, args.device), source, config)
+            sender = Sender(open_codec(args), source, config)
         except BaseException:
             source.close()
             raise

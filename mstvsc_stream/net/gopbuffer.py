@@ -22,7 +22,8 @@ Like a jitter buffer, it sits between the UDP endpoint and the decoder:
   oldest dropped and counted as ``segments_orphaned``) and replayed once the first descriptor arrives, so
   the first GOPs are not lost.
 * A GOP is released when all its segments are in, when a datagram of a GOP two or more ahead arrives, or
-  ``pacing span + playout margin`` after its first datagram, whichever comes first; since GOPs leave in
+  ``pacing span + playout margin`` after its first datagram, whichever comes first (with ``learn_span``
+  the pacing span is learned from arrivals, :mod:`.spread`); since GOPs leave in
   counter order, releasing one also releases every earlier one. A GOP of which no segment arrived is
   released as ``concealed`` (empty payloads), so frames out equal frames sent once a descriptor is in.
 * Memory is bounded: the two-ahead rule keeps at most two GOPs pending, each holding at most one payload
@@ -67,6 +68,7 @@ from mstvsc_stream.wire import (
 
 from .holding import HeldDatagram, HeldDatagrams
 from .sources import NewcomerLog, SourcePolicy
+from .spread import ArrivalSpread
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,7 @@ class ReleasedGop:
 class _PendingGop:
     first_arrival: float
     deadline: float
+    last_arrival: float = -math.inf
     descriptor: SessionDescriptor | None = None
     payloads: dict[int, bytes] = field(default_factory=dict)
 
@@ -153,12 +156,14 @@ class GopBuffer:
         *,
         sources: SourcePolicy | None = None,
         guarded: bool = False,
+        learn_span: bool = False,
         max_gop_bytes: int = DEFAULT_MAX_GOP_BYTES,
         max_segments: int = DEFAULT_MAX_SEGMENTS,
         max_orphan_bytes: int = DEFAULT_MAX_ORPHAN_BYTES,
     ) -> None:
         """``pacing_span_s``: how long the sender spreads one GOP's datagrams (None: one GOP duration
-        from the descriptor). ``max_ahead``: a segment is accepted for at most this many GOPs past the
+        from the descriptor, or with ``learn_span`` the spread of recent GOPs' arrivals, at most that).
+        ``max_ahead``: a segment is accepted for at most this many GOPs past the
         newest descriptor. ``max_gap``: a larger descriptor jump resynchronises without concealing the gap."""
         if playout_margin_s < 0 or (pacing_span_s is not None and pacing_span_s < 0):
             raise ValueError("playout margin and pacing span must be >= 0")
@@ -171,6 +176,7 @@ class GopBuffer:
         self.stats = GopBufferStats()
         self._playout_margin_s = playout_margin_s
         self._pacing_span_s = pacing_span_s
+        self._spread = ArrivalSpread() if learn_span and pacing_span_s is None else None
         self._max_ahead = max_ahead
         self._max_gap = max_gap
         self._sources = sources or SourcePolicy()
@@ -420,6 +426,8 @@ class GopBuffer:
         flushed = self._flush()
         if self._session is not None:
             self._retired.append(self._session.session_id)
+        if self._spread is not None:
+            self._spread.reset()
         self.stats.sessions += 1
         self._session = descriptor
         self._source = addr
@@ -459,6 +467,8 @@ class GopBuffer:
         counter = unwrap_gop_number(header.gop, session.gop_counter)
         if counter < self._next:
             self._count_late(counter)
+            if self._spread is not None:
+                self._spread.late(counter, now)
             return
         if counter >= min(session.gop_counter + self._max_ahead, _MAX_COUNTER + 1):
             raise WireError("gop_window", f"GOP {counter} too far past the newest descriptor's {session.gop_counter}")
@@ -467,6 +477,7 @@ class GopBuffer:
             self.stats.segments_duplicate += 1
         else:
             gop.payloads[header.label] = bytes(datagram[HEADER_SIZE:])
+            gop.last_arrival = max(gop.last_arrival, now)
 
     def _count_late(self, counter: int) -> None:
         self.stats.segments_late += 1
@@ -485,7 +496,12 @@ class GopBuffer:
     def _deadline(self, first_arrival: float) -> float:
         session = self._session
         assert session is not None
-        span = session.gop_duration_s if self._pacing_span_s is None else self._pacing_span_s
+        if self._pacing_span_s is not None:
+            span = self._pacing_span_s
+        elif self._spread is not None:
+            span = self._spread.span(session.gop_duration_s)
+        else:
+            span = session.gop_duration_s
         return first_arrival + span + self._playout_margin_s
 
     def _flush(self) -> list[ReleasedGop]:
@@ -513,6 +529,8 @@ class GopBuffer:
         if not payloads:
             stats.gops_concealed += 1
             self._recently_concealed.append(counter)
+        elif self._spread is not None and gop is not None:
+            self._spread.released(counter, gop.first_arrival, gop.last_arrival)
         if counter == self._end_counter:
             self._finished = True
         return ReleasedGop(counter, descriptor, own is None, payloads, gop.first_arrival if gop else None)

@@ -36,6 +36,8 @@ from ..wire import DEFAULT_SEED, GopPacketizer
 
 SIDES = ("encode", "decode")
 X264 = "x264"
+# what --backend names, as (runtime backend, precision); rows name the backend as the codec reports it
+CODEC_BACKENDS = {"onnx-int8": ("onnx", "int8"), "onnx": ("onnx", "fp32"), "torch": ("torch", "fp32")}
 FPS = 30.0  # the rate the x264 bitrate is matched at
 WARMUP_GOPS = 1
 WIRE_RUNS = 50
@@ -47,7 +49,7 @@ Clip = Iterator[np.ndarray]
 @dataclass(frozen=True)
 class Job:
     size: tuple[int, int]  # (width, height)
-    backend: str  # "onnx", "torch" or X264
+    backend: str  # a key of CODEC_BACKENDS, or X264
     side: str
     gops: int
     model: str | None = None
@@ -82,7 +84,8 @@ def run_job(job: Job) -> dict:
         gop_size, backend, wire = job.gop, X264, None
         times = _timed(_x264_encoder(job), clip, gop_size, job.gops)
     else:
-        codec = load_codec(job.model, job.backend, job.device, job.threads)
+        runtime, precision = CODEC_BACKENDS[job.backend]
+        codec = load_codec(job.model, runtime, job.device, job.threads, precision)
         gop_size, backend = codec.gop, codec.backend
         packetizer = GopPacketizer(codec.latent_length(height, width), DEFAULT_SEED)
         side = _encode_side if job.side == "encode" else _decode_side
@@ -182,9 +185,9 @@ def machine_info(threads: int | None) -> dict:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'size':>10} {'backend':>10} {'side':>7} {'fps':>8} {'ms/GOP':>9} {'peak MB':>8} {'wire ms':>8}"]
+    lines = [f"{'size':>10} {'backend':>14} {'side':>7} {'fps':>8} {'ms/GOP':>9} {'peak MB':>8} {'wire ms':>8}"]
     for r in rows:
         wire = "-" if r["wire_ms_per_gop"] is None else f"{r['wire_ms_per_gop']:.3f}"
-        lines.append(f"{r['size']:>10} {r['backend']:>10} {r['side']:>7} {r['fps']:>8.2f} {r['ms_per_gop']:>9.1f}"
+        lines.append(f"{r['size']:>10} {r['backend']:>14} {r['side']:>7} {r['fps']:>8.2f} {r['ms_per_gop']:>9.1f}"
                      f" {r['peak_mb']:>8.0f} {wire:>8}")
     return "\n".join(lines)

@@ -4,6 +4,12 @@ Decoded GOPs come in bursts of ``gop`` frames; playing them at 1/fps spacing sho
 speed. Frames are never delayed to wait for a late GOP and never invented to fill a gap (the frame
 count out equals the count sent), so a slow decoder shows up as a later frame, not a stall.
 
+A GOP that arrives late pushes the output schedule back, and since GOPs then keep arriving one GOP
+duration apart, nothing would ever pull it forward again: one slow first decode (sessions opening)
+would add its delay to every frame of the stream. So a GOP that finds the schedule lagging (it has to
+wait more than a frame for its predecessor's frames) plays up to 25 % faster until the lag is worked
+off, the way live players catch up after a stall.
+
 End-to-end latency is measured here, from the capture time of a GOP's first frame (the sender's wall
 clock, carried in the session descriptor) to the moment that frame is shown or written (this host's
 wall clock). It is only meaningful when both clocks are synchronised, e.g. by NTP/PTP or by running
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -25,12 +31,26 @@ from ..media import Display, Recorder
 from ..wire import SessionDescriptor
 from .metrics import Timings
 
+CATCH_UP_SPEED = 1.25  # the fastest a lagging schedule plays, relative to the stream's frame rate
+
 
 @dataclass(frozen=True, slots=True)
 class DecodedGop:
     frames: np.ndarray  # uint8 RGB [T, H, W, 3]
     descriptor: SessionDescriptor
     capture_time_known: bool  # the descriptor is the GOP's own, not extrapolated from another GOP's
+    decoded_at: float = field(default_factory=time.monotonic)  # made when decoding ends
+
+
+def frame_period(fps: float, frames: int, first_out: float, decoded_at: float) -> float:
+    """Spacing of a GOP's frames: the stream's, or shorter when its first frame goes out (``first_out``)
+    more than a frame after the GOP was decoded, so the lag is worked off within this GOP as far as
+    :data:`CATCH_UP_SPEED` allows (see the module docstring)."""
+    period = 1.0 / fps
+    lag = first_out - decoded_at - period  # waiting up to a frame is normal jitter
+    if lag <= 0 or frames < 1:
+        return period
+    return max(period / CATCH_UP_SPEED, period - lag / frames)
 
 
 class Playout:
@@ -62,7 +82,8 @@ class Playout:
         """Outputs the GOP's frames 1/fps apart; ``catch_up`` (a backlog of decoded GOPs is waiting, e.g.
         after a network stall or from a sender faster than real time) sends them without waiting, so a
         burst does not leave the picture late for good."""
-        period = 0.0 if catch_up else 1.0 / gop.descriptor.fps
+        first_out = max(time.monotonic(), self._due + 1.0 / gop.descriptor.fps)
+        period = 0.0 if catch_up else frame_period(gop.descriptor.fps, len(gop.frames), first_out, gop.decoded_at)
         for index, frame in enumerate(gop.frames):
             if self.limit_reached or self.window_closed:
                 return

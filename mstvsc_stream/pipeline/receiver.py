@@ -55,7 +55,7 @@ class ReceiverConfig:
     duration_s: float | None = None
     idle_exit_s: float | None = None  # silence after the first datagram that ends the run
     stay: bool = False  # keep listening after the end-of-input flag
-    playout_margin_s: float = 0.1  # jitter allowance past the sender's pacing span
+    playout_margin_s: float = 0.05  # jitter allowance past the GOP's learned arrival spread
     max_pending_gops: int | None = 2  # GOPs waiting for the decoder before the oldest is held; None: never
     status_interval_s: float = 5.0
     key: bytes | None = None  # sealed stream: only datagrams sealed under this key are accepted
@@ -91,7 +91,8 @@ class Receiver:
         self.codec = codec
         self.config = config
         self._decoder = GopDecoder(codec, config.seed, load_model)
-        self._buffer = GopBuffer(playout_margin_s=config.playout_margin_s, sources=config.accept, guarded=True)
+        self._buffer = GopBuffer(playout_margin_s=config.playout_margin_s, sources=config.accept, guarded=True,
+                                 learn_span=True)
         self._opener = DatagramOpener(config.key) if config.key is not None else None
         self._admission = StreamAdmission(config.seed, self._decoder.find_model, codec.model_id)
         self._transport: DatagramReceiver | None = None
@@ -180,6 +181,7 @@ class Receiver:
         latency = self.latency_ms
         return {
             "model": self.codec.model_id,
+            "backend": getattr(self.codec, "backend", type(self.codec).__name__),  # test codecs have no backend
             "end_reason": self.end_reason,
             "sessions": b.sessions,
             "takeovers": b.takeovers,
@@ -274,6 +276,7 @@ class Receiver:
         self._timer = self._timer_deadline = None
         if not self._input_closed:
             self._deliver(self._buffer.poll(time.monotonic()))
+            self._announce()  # a waiting sender may have taken over
             self._arm_timer()
 
     def _deliver(self, released: list[ReleasedGop]) -> None:

@@ -57,7 +57,7 @@ class SenderConfig:
     kbps: float | None = None  # cap on our datagram bytes; sends only the segments that fit
     ttl: int = 1  # multicast hops
     iface: str | None = None  # multicast interface
-    pacing: float = 0.8  # share of the GOP interval each GOP's datagrams are spread over
+    pacing: float = 0.25  # share of the GOP interval each GOP's datagrams are spread over
     realtime: bool = True  # live: capture thread, drop GOPs when encoding lags
     pace_input: bool = True  # with realtime: play the source at its frame rate (files; cameras pace themselves)
     max_frames: int | None = None
@@ -161,6 +161,7 @@ class Sender:
         return {
             "session_id": f"{self.descriptor.session_id:016x}",
             "model": self.codec.model_id,
+            "backend": getattr(self.codec, "backend", type(self.codec).__name__),  # test codecs have no backend
             "frames_sent": self.frames_sent,
             "gops_sent": stats.gops_sent,
             "gops_dropped": stats.gops_dropped,
@@ -191,9 +192,17 @@ class Sender:
             *self.source.size, self.source.fps, transport.destination.endpoint, self.descriptor.session_id,
             self.codec.model_id, self.segments_per_gop, self.packetizer.n_segments, self.packetizer.payload_size,
         )  # fmt: skip
+        encoder = ThreadPoolExecutor(1, thread_name_prefix="encode")
+        if cfg.realtime:  # the first encode opens sessions and buffers: pay for it before the clock runs
+            try:
+                await asyncio.get_running_loop().run_in_executor(encoder, self._warm_up)
+            except BaseException:
+                self.source.close()
+                transport.close()
+                encoder.shutdown(wait=False)
+                raise
         self._feed = feed = self._open_feed()
         reader = ThreadPoolExecutor(1, thread_name_prefix="frames")
-        encoder = ThreadPoolExecutor(1, thread_name_prefix="encode")
         mailbox: _Mailbox = asyncio.Queue(maxsize=1)
         gathering = asyncio.create_task(self._gather(feed, reader, mailbox))
         reporting = asyncio.create_task(self._report_periodically())
@@ -261,6 +270,10 @@ class Sender:
         finally:
             if sending is not None:
                 sending.cancel()
+
+    def _warm_up(self) -> None:
+        width, height = self.source.size
+        self.codec.encode(np.zeros((self.codec.gop, height, width, 3), np.uint8))
 
     def _encode(self, frames: np.ndarray) -> list[bytes]:
         """Encoder thread: codes, interleaved and cut into segment payloads."""

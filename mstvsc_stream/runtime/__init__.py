@@ -7,30 +7,32 @@ from __future__ import annotations
 
 import logging
 
-from .backends import BACKENDS, DEVICES, choose_backend
+from .backends import BACKENDS, DEVICES, PRECISION_CHOICES, choose_backend, choose_precision
 from .base import Codec
 from .zoo import DEFAULT_MODEL, ModelCard, ModelError, find_model, list_models
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "DEVICES", "Codec", "DEFAULT_MODEL", "ModelCard", "ModelError", "find_model", "list_models",
+__all__ = ["BACKENDS", "DEVICES", "PRECISION_CHOICES", "Codec", "DEFAULT_MODEL", "ModelCard", "ModelError", "find_model", "list_models",
            "load_codec"]
 
 
 def load_codec(model: str | None = None, backend: str = "auto", device: str = "cpu",
-               threads: int | None = None) -> Codec:
+               threads: int | None = None, precision: str = "auto") -> Codec:
     """Open a shipped model (by name or folder) with the requested backend.
 
     ``backend``: "onnx" (ONNX Runtime), "torch" (PyTorch) or "auto" (the fastest usable, logged).
     ``device``: "cpu" or "cuda". ``threads``: intra-op threads (default: see
     :func:`~mstvsc_stream.runtime.onnx_backend.default_threads` for ONNX, PyTorch's own default for torch).
+    ``precision``: "fp32", "int8" (ONNX on the CPU only) or "auto" (int8 where it runs).
     """
     card = find_model(model)
     backend, device = choose_backend(card, backend, device)
+    precision = choose_precision(card, backend, device, precision)
     if backend == "onnx":
         from .onnx_backend import OnnxCodec
 
-        codec: Codec = OnnxCodec(card, device, threads)
+        codec: Codec = OnnxCodec(card, device, threads, precision=precision)
     else:
         import torch
 

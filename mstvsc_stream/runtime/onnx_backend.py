@@ -23,8 +23,8 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 from ..model.config import padded_size
 from .layout import check_frames, join_codes, pad_frames, split_codes, to_uint8
 from .onnx_graphs import (
-    CODES, DECODER, ENCODER, FRAMES, GRAPH_FORMAT, META_FORMAT, META_WEIGHTS, PARTS, RECEIVED, describe_sizes,
-    graph_folder, graph_name, size_text,
+    CODES, DECODER, ENCODER, FP32, FRAMES, GRAPH_FORMAT, META_FORMAT, META_WEIGHTS, PARTS, PRECISIONS, RECEIVED,
+    describe_sizes, graph_folder, graph_name, size_text,
 )
 from .zoo import ModelCard, ModelError
 
@@ -76,19 +76,23 @@ def session_options(threads: int) -> ort.SessionOptions:
 class OnnxCodec:
     """:class:`~mstvsc_stream.runtime.base.Codec` running the exported graphs in ONNX Runtime.
 
+    ``precision`` picks the fp32 or the int8 graphs (see :mod:`~mstvsc_stream.runtime.onnx_graphs`).
     ``folder`` restricts the graphs to one folder (used to check freshly exported graphs before they
     are shipped); by default shipped graphs, then the cache, then an on-demand export are tried.
     """
 
     def __init__(self, card: ModelCard, device: str = "cpu", threads: int | None = None,
-                 folder: Path | None = None) -> None:
+                 folder: Path | None = None, precision: str = FP32) -> None:
+        if precision not in PRECISIONS:
+            raise ModelError(f"unknown precision {precision!r} (choose {', '.join(PRECISIONS)})")
         self.card = card
         self.cfg = card.config
         self.gop = card.config.gop
         self.model_id = card.model_id
+        self.precision = precision
         self.threads = threads or default_threads()
         self.providers = execution_providers(device)
-        self.backend = "onnx-cuda" if self.providers[0] == CUDA else "onnx-cpu"
+        self.backend = self._backend_name(self.providers[0])
         self._folder = folder
         self._sessions: dict[tuple[str, int, int], ort.InferenceSession] = {}
         self._lock = threading.Lock()
@@ -123,9 +127,13 @@ class OnnxCodec:
                 self._sessions[key] = self._open(part, key[1:], (height, width))
             return self._sessions[key]
 
+    def _backend_name(self, provider: str) -> str:
+        name = "onnx-cuda" if provider == CUDA else "onnx-cpu"
+        return name if self.precision == FP32 else f"{name}-{self.precision}"
+
     def _open(self, part: str, padded: tuple[int, int], frame: tuple[int, int]) -> ort.InferenceSession:
-        folder = self._folder or graph_folder(self.card, padded) or self._export(padded, frame)
-        path = folder / graph_name(self.card, part, padded)
+        folder = self._folder or graph_folder(self.card, padded, self.precision) or self._export(padded, frame)
+        path = folder / graph_name(part, padded, self.precision)
         if not path.exists():
             raise ModelError(f"{path} is missing")
         try:
@@ -138,7 +146,7 @@ class OnnxCodec:
                              f"re-run python tools/export_onnx.py --model {self.card.name}")
         if self.providers[0] == CUDA and session.get_providers()[0] != CUDA:
             log.warning("ONNX Runtime could not start CUDA for %s; running it on the CPU", path.name)
-            self.backend = "onnx-cpu"
+            self.backend = self._backend_name(CPU)
         log.info("%s: %s %s, %s, %d threads", self.model_id, part, size_text(*padded), session.get_providers()[0],
                  self.threads)
         return session
@@ -148,9 +156,9 @@ class OnnxCodec:
             from .onnx_export import export_to_cache
         except ImportError as exc:
             raise ModelError(
-                f"no ONNX graphs of {self.card.name} for {size_text(*frame)} frames (padded {size_text(*padded)}); "
-                f"shipped: {describe_sizes(self.card)}; exporting other sizes needs PyTorch "
-                f"(pip install 'mstvsc-stream[train]'): {exc}") from None
-        log.warning("exporting ONNX graphs of %s for %s into the cache (one-off, can take a minute)",
-                    self.card.name, size_text(*padded))
-        return export_to_cache(self.card, padded)
+                f"no {self.precision} ONNX graphs of {self.card.name} for {size_text(*frame)} frames (padded "
+                f"{size_text(*padded)}); shipped: {describe_sizes(self.card, self.precision)}; exporting other "
+                f"sizes needs PyTorch (pip install 'mstvsc-stream[train]'): {exc}") from None
+        log.warning("exporting %s ONNX graphs of %s for %s into the cache (one-off, can take a minute)",
+                    self.precision, self.card.name, size_text(*padded))
+        return export_to_cache(self.card, padded, self.precision)

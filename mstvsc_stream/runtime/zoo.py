@@ -59,10 +59,6 @@ class ModelCard:
     def weights_path(self) -> Path:
         return self.folder / WEIGHTS
 
-    def onnx_path(self, part: str, height: int, width: int) -> Path:
-        """Path of an exported graph: ``part`` is "encoder" or "decoder"."""
-        return self.folder / f"{part}-{width}x{height}.onnx"
-
     def verify(self) -> None:
         """Fail unless the weights on disk are the ones the card was measured with."""
         if not self.weights_path.exists():
