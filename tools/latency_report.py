@@ -6,7 +6,7 @@ its output, one clock since all runs on one host), encode and decode times, GOPs
 
     python tools/latency_report.py --size 320x240 --frames 300
     python tools/latency_report.py --size 320x240 --frames 300 --loss 0.3 --json latency.json
-    python tools/latency_report.py --threads 1 --pacing 0.25 --playout-ms 30   # both ends on 2 cores
+    python tools/latency_report.py --sender-cpus 0 --receiver-cpus 1 --pacing 0.1 --playout-ms 30
 
 Pause background work (training) while measuring: sender and receiver share this machine's cores.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -95,7 +96,9 @@ def main() -> None:
     parser.add_argument("--model", help="model name or folder (default: the shipped default)")
     parser.add_argument("--loss", type=float, default=0.0, help="put a relay losing this share in between")
     parser.add_argument("--json", type=Path, help="write both ends' counters here")
-    parser.add_argument("--threads", type=int, help="inference threads of each end (default: theirs)")
+    parser.add_argument("--threads", type=int, default=max(1, len(os.sched_getaffinity(0)) // 2),
+                        help="inference threads of each end (default: half the usable CPUs, since both ends share "
+                             "them; more makes them preempt each other and drop GOPs)")
     parser.add_argument("--precision", default="auto", help="ONNX graphs: auto, int8 or fp32 (default auto)")
     parser.add_argument("--sender-cpus", help="run the sender on these CPUs (taskset list, e.g. 0)")
     parser.add_argument("--receiver-cpus", help="run the receiver and relay on these CPUs (e.g. 1)")
@@ -106,7 +109,7 @@ def main() -> None:
         result = measure(args, Path(folder))
     tx, rx = result["sender"], result["receiver"]
     print(f"{args.size}, {args.frames} frames, loss {args.loss:g}, model {tx['model']} on {tx.get('backend', '?')}, "
-          f"threads {args.threads or 'default'}, pacing {args.pacing or 'default'}, "
+          f"threads {args.threads}, pacing {args.pacing or 'default'}, "
           f"playout margin {args.playout_ms or 'default'} ms")
     print(f"sender:   {tx['gops_sent']} GOPs sent, {tx['gops_dropped']} dropped (encoder behind), "
           f"encode p50 {tx['encode_ms_p50']} p95 {tx['encode_ms_p95']} ms, {tx['stream_kbps']} kbps")
