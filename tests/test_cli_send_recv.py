@@ -36,13 +36,13 @@ TORCH = ("--backend", "torch")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def cli(module: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", f"mstvsc_stream.cli.{module}", *args], cwd=REPO, env=ENV,
+def cli(module: str, *args: str, timeout: float = 60, env: dict[str, str] = ENV) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", f"mstvsc_stream.cli.{module}", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
-def start(module: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", f"mstvsc_stream.cli.{module}", *args], cwd=REPO, env=ENV,
+def start(module: str, *args: str, env: dict[str, str] = ENV) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", f"mstvsc_stream.cli.{module}", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
@@ -135,6 +135,35 @@ def test_send_to_recv_records_every_frame_and_exits_at_the_end_of_input(tiny_mod
     assert rx["frames_out"] == tx["frames_sent"] and rx["segment_loss_rate"] == 0.0
     assert read_frames(recording).shape == (16, 96, 128, 3)
     assert "receiving session" in receiver_log and "Traceback" not in receiver_log
+
+
+def test_send_to_recv_without_pytorch_runs_the_shipped_onnx_graphs(tmp_path: Path) -> None:
+    """The streaming install has no PyTorch: both CLIs, in processes where `import torch` fails, stream
+    the default model on ONNX Runtime (int8 on the CPU) and say so in their reports."""
+    blocker = tmp_path / "blocked" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text('raise ImportError("torch is blocked in this test")\n')
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(blocker.parent), ENV.get("PYTHONPATH", "")])}
+    refused = cli("send", "--input", str(sample_clip_path()), "--to", "127.0.0.1:9", "--backend", "torch", env=env)
+    assert_one_line_error(refused, "mstvsc-send", "needs PyTorch")  # the block works
+    port = free_udp_port()
+    rx_stats, tx_stats = tmp_path / "rx.json", tmp_path / "tx.json"
+    receiver = start("recv", "--listen", f"127.0.0.1:{port}", "--threads", "1", "--stats-json", str(rx_stats),
+                     "--idle-exit", "20", env=env)  # fmt: skip
+    try:
+        receiver_log = wait_for_line(receiver, "listening on")
+        sent = cli("send", "--input", str(sample_clip_path()), "--size", "320x240", "--frames", "8", "--no-realtime",
+                   "--threads", "1", "--to", f"127.0.0.1:{port}", "--stats-json", str(tx_stats), env=env)  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        receiver_log += receiver.communicate(timeout=60)[1]
+    finally:
+        receiver.kill()
+    assert receiver.returncode == 0, receiver_log
+    tx, rx = json.loads(tx_stats.read_text()), json.loads(rx_stats.read_text())
+    assert tx["backend"] == rx["backend"] == "onnx-cpu-int8"
+    assert rx["frames_out"] == tx["frames_sent"] == 8
+    assert "backend auto: ONNX Runtime on the CPU" in sent.stderr + receiver_log
+    assert "Traceback" not in sent.stderr + receiver_log
 
 
 def test_ctrl_c_ends_both_ends_cleanly(tiny_model: Path, tmp_path: Path) -> None:
