@@ -113,28 +113,36 @@ def test_receiver_refuses_an_unknown_recording_format_before_starting(tmp_path: 
     assert result.returncode == 2 and "cannot record" in result.stderr
 
 
-def test_send_to_recv_records_every_frame_and_exits_at_the_end_of_input(tiny_model: Path, tmp_path: Path) -> None:
+def stream_once(folder: Path, receiver_args: list[str], sender_args: list[str],
+                env: dict[str, str] = ENV) -> tuple[dict, dict, str]:
+    """One finite stream, mstvsc-send to mstvsc-recv on loopback; both reports and both logs. The sender
+    runs --no-realtime: a busy machine must not make it drop GOPs, so frame counts are exact."""
     port = free_udp_port()
-    recording, rx_stats, tx_stats = tmp_path / "out.mkv", tmp_path / "rx.json", tmp_path / "tx.json"
-    receiver = start("recv", "--listen", f"127.0.0.1:{port}", "--model", str(tiny_model), *TORCH,
-                     "--record", str(recording), "--stats-json", str(rx_stats), "--idle-exit", "20")  # fmt: skip
+    rx_stats, tx_stats = folder / "rx.json", folder / "tx.json"
+    receiver = start("recv", "--listen", f"127.0.0.1:{port}", "--stats-json", str(rx_stats), "--idle-exit", "20",
+                     *receiver_args, env=env)  # fmt: skip
     try:
-        receiver_log = wait_for_line(receiver, "listening on")
-        # --no-realtime: a busy machine must not make the sender drop GOPs, so the count below is exact.
-        sent = cli("send", "--input", str(sample_clip_path()), "--size", "128x96", "--frames", "18", "--no-realtime",
-                   "--to", f"127.0.0.1:{port}", "--model", str(tiny_model), *TORCH, "--stats-json", str(tx_stats),
-                   "-q")  # fmt: skip
+        log = wait_for_line(receiver, "listening on")
+        sent = cli("send", "--input", str(sample_clip_path()), "--no-realtime", "--to", f"127.0.0.1:{port}",
+                   "--stats-json", str(tx_stats), *sender_args, env=env)  # fmt: skip
         assert sent.returncode == 0, sent.stderr
-        receiver_log += receiver.communicate(timeout=60)[1]
+        log += receiver.communicate(timeout=60)[1]
     finally:
         receiver.kill()
-    assert receiver.returncode == 0, receiver_log
-    tx, rx = json.loads(tx_stats.read_text()), json.loads(rx_stats.read_text())
+    assert receiver.returncode == 0, log
+    return json.loads(tx_stats.read_text()), json.loads(rx_stats.read_text()), sent.stderr + log
+
+
+def test_send_to_recv_records_every_frame_and_exits_at_the_end_of_input(tiny_model: Path, tmp_path: Path) -> None:
+    recording = tmp_path / "out.mkv"
+    model = ["--model", str(tiny_model), *TORCH]
+    tx, rx, log = stream_once(tmp_path, [*model, "--record", str(recording)],
+                              ["--size", "128x96", "--frames", "18", "-q", *model])  # fmt: skip
     assert tx["frames_sent"] == 16, "18 frames make 4 whole GOPs; the 2 left over are not sent"
     assert rx["end_reason"] == "end_of_input", "the receiver must not wait for --idle-exit"
     assert rx["frames_out"] == tx["frames_sent"] and rx["segment_loss_rate"] == 0.0
     assert read_frames(recording).shape == (16, 96, 128, 3)
-    assert "receiving session" in receiver_log and "Traceback" not in receiver_log
+    assert "receiving session" in log and "Traceback" not in log
 
 
 def test_send_to_recv_without_pytorch_runs_the_shipped_onnx_graphs(tmp_path: Path) -> None:
@@ -146,24 +154,11 @@ def test_send_to_recv_without_pytorch_runs_the_shipped_onnx_graphs(tmp_path: Pat
     env = {**ENV, "PYTHONPATH": os.pathsep.join([str(blocker.parent), ENV.get("PYTHONPATH", "")])}
     refused = cli("send", "--input", str(sample_clip_path()), "--to", "127.0.0.1:9", "--backend", "torch", env=env)
     assert_one_line_error(refused, "mstvsc-send", "needs PyTorch")  # the block works
-    port = free_udp_port()
-    rx_stats, tx_stats = tmp_path / "rx.json", tmp_path / "tx.json"
-    receiver = start("recv", "--listen", f"127.0.0.1:{port}", "--threads", "1", "--stats-json", str(rx_stats),
-                     "--idle-exit", "20", env=env)  # fmt: skip
-    try:
-        receiver_log = wait_for_line(receiver, "listening on")
-        sent = cli("send", "--input", str(sample_clip_path()), "--size", "320x240", "--frames", "8", "--no-realtime",
-                   "--threads", "1", "--to", f"127.0.0.1:{port}", "--stats-json", str(tx_stats), env=env)  # fmt: skip
-        assert sent.returncode == 0, sent.stderr
-        receiver_log += receiver.communicate(timeout=60)[1]
-    finally:
-        receiver.kill()
-    assert receiver.returncode == 0, receiver_log
-    tx, rx = json.loads(tx_stats.read_text()), json.loads(rx_stats.read_text())
+    tx, rx, log = stream_once(tmp_path, ["--threads", "1"], ["--size", "320x240", "--frames", "8", "--threads", "1"],
+                              env)  # fmt: skip
     assert tx["backend"] == rx["backend"] == "onnx-cpu-int8"
     assert rx["frames_out"] == tx["frames_sent"] == 8
-    assert "backend auto: ONNX Runtime on the CPU" in sent.stderr + receiver_log
-    assert "Traceback" not in sent.stderr + receiver_log
+    assert "backend auto: ONNX Runtime on the CPU" in log and "Traceback" not in log
 
 
 def test_ctrl_c_ends_both_ends_cleanly(tiny_model: Path, tmp_path: Path) -> None:
