@@ -29,7 +29,7 @@ from ..net.gopbuffer import GopBuffer, ReleasedGop
 from ..net.opening import DatagramOpener
 from ..net.sources import SourcePolicy
 from ..net.transport import DatagramReceiver
-from ..runtime.base import Codec
+from ..runtime.base import Codec, backend_name
 from ..wire import DEFAULT_SEED, SessionDescriptor
 from .admission import StreamAdmission, parse_descriptor
 from .decoding import GopDecoder, Outcome
@@ -181,7 +181,7 @@ class Receiver:
         latency = self.latency_ms
         return {
             "model": self.codec.model_id,
-            "backend": getattr(self.codec, "backend", type(self.codec).__name__),  # test codecs have no backend
+            "backend": backend_name(self.codec),
             "end_reason": self.end_reason,
             "sessions": b.sessions,
             "takeovers": b.takeovers,

@@ -26,7 +26,7 @@ import numpy as np
 from ..media import CaptureThread, FrameSource
 from ..net.endpoint import Endpoint
 from ..net.transport import DatagramSender
-from ..runtime.base import Codec
+from ..runtime.base import Codec, backend_name
 from ..wire import (
     DEFAULT_SEED,
     DESCRIPTOR_COPIES,
@@ -161,7 +161,7 @@ class Sender:
         return {
             "session_id": f"{self.descriptor.session_id:016x}",
             "model": self.codec.model_id,
-            "backend": getattr(self.codec, "backend", type(self.codec).__name__),  # test codecs have no backend
+            "backend": backend_name(self.codec),
             "frames_sent": self.frames_sent,
             "gops_sent": stats.gops_sent,
             "gops_dropped": stats.gops_dropped,
@@ -180,27 +180,25 @@ class Sender:
 
     async def _stream(self) -> None:
         cfg = self.config
+        encoder = ThreadPoolExecutor(1, thread_name_prefix="encode")
         try:
             self._transport = transport = await DatagramSender.open(
                 cfg.destination, ttl=cfg.ttl, iface=cfg.iface, kbps=cfg.kbps
             )
+            if cfg.realtime:  # the first encode opens sessions and buffers: pay for it before the clock runs
+                await asyncio.get_running_loop().run_in_executor(encoder, self._warm_up)
         except BaseException:
-            self.source.close()  # from run() on the source is ours, and the feed that would close it never opened
+            # from run() on the source is ours, and the feed that would close it never opened
+            self.source.close()
+            if self._transport is not None:
+                self._transport.close()
+            encoder.shutdown(wait=False)
             raise
         log.info(
             "sending %dx%d @ %.2f fps to %s: session %016x, model %s, %d of %d segments of %d B per GOP",
             *self.source.size, self.source.fps, transport.destination.endpoint, self.descriptor.session_id,
             self.codec.model_id, self.segments_per_gop, self.packetizer.n_segments, self.packetizer.payload_size,
         )  # fmt: skip
-        encoder = ThreadPoolExecutor(1, thread_name_prefix="encode")
-        if cfg.realtime:  # the first encode opens sessions and buffers: pay for it before the clock runs
-            try:
-                await asyncio.get_running_loop().run_in_executor(encoder, self._warm_up)
-            except BaseException:
-                self.source.close()
-                transport.close()
-                encoder.shutdown(wait=False)
-                raise
         self._feed = feed = self._open_feed()
         reader = ThreadPoolExecutor(1, thread_name_prefix="frames")
         mailbox: _Mailbox = asyncio.Queue(maxsize=1)

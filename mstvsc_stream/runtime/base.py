@@ -31,3 +31,9 @@ class Codec(Protocol):
     def encode(self, frames: np.ndarray) -> np.ndarray: ...
 
     def decode(self, codes: np.ndarray, received: np.ndarray, height: int, width: int) -> np.ndarray: ...
+
+
+def backend_name(codec: Codec) -> str:
+    """What runs ``codec`` for reports ("onnx-cpu-int8", "torch-cpu", ...): the real backends say so in
+    ``codec.backend``; any other honest codec (a test's) is named by its class."""
+    return getattr(codec, "backend", type(codec).__name__)
