@@ -7,7 +7,7 @@ import pytest
 
 from mstvsc_stream.media import psnr, read_frames, sample_clip_path
 from mstvsc_stream.net.loss import BernoulliLoss, LossProcess
-from mstvsc_stream.pipeline.baselines import (BASELINE_NAMES, GRAY, Baseline, BaselineStream, deliver,
+from mstvsc_stream.analysis.baselines import (BASELINE_NAMES, GRAY, Baseline, BaselineStream, deliver,
                                               encode_at_rate, frame_survives, play)
 
 TARGET_KBPS = 100.0

@@ -13,10 +13,10 @@ from mstvsc_stream.cli.eval import main as eval_main
 from mstvsc_stream.media import psnr, read_frames, sample_clip_path
 from mstvsc_stream.model.config import CONFIGS
 from mstvsc_stream.model.mstvsc import MSTVSC
-from mstvsc_stream.pipeline.ablations import NO_INTERLEAVE, NO_RECOVERY, SEMANTIC, ContiguousPacketizer
-from mstvsc_stream.pipeline.evaluation import EvalConfig, QualityMeter, evaluate
-from mstvsc_stream.pipeline.gallery import Gallery, feature_views
-from mstvsc_stream.pipeline.report import curves_png, report_html
+from mstvsc_stream.analysis.ablations import NO_INTERLEAVE, NO_RECOVERY, SEMANTIC, ContiguousPacketizer
+from mstvsc_stream.analysis.evaluation import EvalConfig, QualityMeter, evaluate
+from mstvsc_stream.analysis.gallery import Gallery, feature_views
+from mstvsc_stream.analysis.report import curves_png, report_html
 from mstvsc_stream.runtime.torch_backend import TorchCodec
 from mstvsc_stream.runtime.zoo import file_sha256
 from mstvsc_stream.wire import GopPacketizer

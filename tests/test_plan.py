@@ -8,7 +8,7 @@ import math
 import pytest
 
 from mstvsc_stream.cli.plan import main as plan_main
-from mstvsc_stream.pipeline.planner import (PlanError, QualityCurve, best_quality, loss_floor, loss_rate, loss_slope,
+from mstvsc_stream.analysis.planner import (PlanError, QualityCurve, best_quality, loss_floor, loss_rate, loss_slope,
                                             packet_length, packet_loss, payload_length, plan_for_quality, plan_packets,
                                             symbols_per_packet, total_bytes)
 

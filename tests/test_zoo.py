@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mstvsc_stream.media import read_frames, sample_clip_path
-from mstvsc_stream.pipeline.evaluation import EvalConfig, evaluate
+from mstvsc_stream.analysis.evaluation import EvalConfig, evaluate
 from mstvsc_stream.runtime import DEFAULT_MODEL, ModelError, find_model, list_models, load_codec
 from mstvsc_stream.runtime.zoo import file_sha256
 from mstvsc_stream.wire import DEFAULT_SEED

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mstvsc_stream.pipeline.bench import median_ms
+from mstvsc_stream.analysis.bench import median_ms
 from mstvsc_stream.wire import DEFAULT_SEED, GopPacketizer, permutation
 
 SIZES = {"1080p (1920x1088)": 97_920, "320x240": 7_680}

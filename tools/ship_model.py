@@ -22,12 +22,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mstvsc_stream.analysis.evaluation import EvalConfig, evaluate  # noqa: E402
 from mstvsc_stream.media import read_frames  # noqa: E402
 from mstvsc_stream.media.source import FileSource  # noqa: E402
 from mstvsc_stream.model.config import MSTVSCConfig  # noqa: E402
 from mstvsc_stream.model.data import find_videos  # noqa: E402
 from mstvsc_stream.model.mstvsc import MSTVSC  # noqa: E402
-from mstvsc_stream.pipeline.evaluation import EvalConfig, evaluate  # noqa: E402
 from mstvsc_stream.runtime.torch_backend import TorchCodec  # noqa: E402
 from mstvsc_stream.runtime.zoo import CARD, WEIGHTS, file_sha256, models_root  # noqa: E402
 from mstvsc_stream.wire import DEFAULT_SEED  # noqa: E402

@@ -1,5 +1,5 @@
 """``mstvsc-bench``: encoder and decoder speed per frame size and backend on this machine, with x264 at
-the same size and bitrate for scale (see :mod:`mstvsc_stream.pipeline.bench` for what is measured)."""
+the same size and bitrate for scale (see :mod:`mstvsc_stream.analysis.bench` for what is measured)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..pipeline.bench import CODEC_BACKENDS, format_table, machine_info, run_bench
+from ..analysis.bench import CODEC_BACKENDS, format_table, machine_info, run_bench
 from ..runtime import DEFAULT_MODEL
 from ..runtime.onnx_graphs import SHIPPED_SIZES
 from .common import parse_size, parser, run_main, setup_logging

@@ -15,10 +15,10 @@ from pathlib import Path
 from ..media import read_frames
 from ..media.source import FileSource
 from ..net.loss import BernoulliLoss, GilbertElliottLoss, LossModel, parse_probability
-from ..pipeline.baselines import Baseline, default_keyint
-from ..pipeline.evaluation import EvalConfig, EvalRow, evaluate
-from ..pipeline.gallery import Gallery, feature_views, save_grid
-from ..pipeline.report import curves_png, report_html
+from ..analysis.baselines import Baseline, default_keyint
+from ..analysis.evaluation import EvalConfig, EvalRow, evaluate
+from ..analysis.gallery import Gallery, feature_views, save_grid
+from ..analysis.report import curves_png, report_html
 from .common import (
     add_model_args,
     add_seed_arg,

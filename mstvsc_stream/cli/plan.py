@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from ..net.loss import parse_probability
-from ..pipeline.plan_figures import Link, loss_surface_png, quality_surface_png
-from ..pipeline.planner import PlanError, QualityCurve, loss_floor, plan_for_quality, plan_packets
+from ..analysis.plan_figures import Link, loss_surface_png, quality_surface_png
+from ..analysis.planner import PlanError, QualityCurve, loss_floor, plan_for_quality, plan_packets
 from ..runtime import DEFAULT_MODEL, find_model
 from .common import check_output_path, checked, parser, positive_int, run_main, setup_logging
 

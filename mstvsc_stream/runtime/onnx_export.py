@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnx
@@ -33,8 +34,8 @@ from torch import nn
 
 from ..model import swin
 from ..model.mstvsc import MSTVSC, Latents
+from .base import Codec
 from .layout import join_codes, pad_frames, split_codes
-from .onnx_backend import OnnxCodec
 from .onnx_graphs import (
     CODES, ENCODER, FP32, FRAMES, GRAPH_FORMAT, INT8, META_FORMAT, META_WEIGHTS, PARTS, PRECISIONS, RECEIVED,
     WEIGHTS_BLOB, cache_folder, graph_name, size_text,
@@ -219,6 +220,16 @@ def install_graphs(staging: Path, card: ModelCard, hashes: dict[str, str]) -> No
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+class GraphCodec(Codec, Protocol):
+    """What :func:`check_parity` needs of the codec under test: an
+    :class:`~mstvsc_stream.runtime.onnx_backend.OnnxCodec`, named by shape only so this module does not
+    import the backend (which imports this one lazily to export missing sizes)."""
+
+    precision: str
+
+    def decode_float(self, codes: np.ndarray, received: np.ndarray, height: int, width: int) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class ParityLimits:
     """What a precision must achieve against PyTorch (decoded pixels in [0, 1], before uint8 rounding)."""
@@ -264,7 +275,7 @@ class Parity:
 
 
 @torch.inference_mode()
-def check_parity(model: MSTVSC, codec: OnnxCodec, frames: np.ndarray, seed: int = 0) -> Parity:
+def check_parity(model: MSTVSC, codec: GraphCodec, frames: np.ndarray, seed: int = 0) -> Parity:
     """Encode ``frames`` (whole GOPs) with both, then decode PyTorch's codes with both, fully received
     and with half the elements lost; compare codes exactly and decoded floats before uint8 rounding."""
     model = model.eval().cpu()

@@ -1,7 +1,7 @@
 """Wire format: 3-bit packing, interleaving, segment header, session descriptor, segmentation.
 
 Pure, vectorised and I/O-free, so the same code runs in the sender, the receiver, the relay and tests.
-The byte layout is specified in the README section "Wire format".
+The byte layout is specified in docs/wire-format.md.
 """
 
 from mstvsc_stream.wire.descriptor import (

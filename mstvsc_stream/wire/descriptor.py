@@ -1,7 +1,7 @@
 """The session descriptor: everything a receiver must know to rebuild a GOP, in one small datagram.
 
 Sent under segment label ``0xFFFF`` several times per GOP, because at high loss most copies are lost and a
-receiver must be able to join mid-stream. Fixed big-endian layout, version 1 (see the README section "Wire format")::
+receiver must be able to join mid-stream. Fixed big-endian layout, version 1 (see docs/wire-format.md)::
 
     version u8 | flags u8 | session_id u64 | gop_counter u32 | capture_time_us u64 | width u16 |
     height u16 | fps_milli u32 | gop_length u8 | n_elements u32 | payload_size u16 | n_segments u16 |
