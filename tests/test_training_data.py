@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from mstvsc_stream.media import Recorder
-from mstvsc_stream.model.data import DataError, GopSampler, animate_still, find_videos, vimeo_septuplets, decode_video
+from mstvsc_stream.model.data import ClipStore, DataError, GopSampler, animate_still, find_videos, vimeo_septuplets, decode_video
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,8 +64,11 @@ def test_sampler_crops_and_stills() -> None:
     sampler = GopSampler([clip], [still], gop=4, seed=2, still_fraction=0.5)
     batch = sampler.batch(6, 64)
     assert batch.shape == (6, 4, 64, 64, 3) and batch.dtype == np.uint8
-    small = GopSampler([clip[:, :40, :50]], [], gop=4).batch(2, 64)  # upscaled when smaller than the crop
-    assert small.shape == (2, 4, 64, 64, 3)
+    # a clip smaller than the crop is skipped, never upscaled; with nothing else to draw from, that is an error
+    mixed = GopSampler([clip[:, :40, :50] * 0, clip], [], gop=4, seed=5).batch(20, 64)
+    assert mixed.shape == (20, 4, 64, 64, 3) and mixed.any(axis=(1, 2, 3, 4)).all()
+    with pytest.raises(DataError, match="at least 64x64"):
+        GopSampler([clip[:, :40, :50]], [], gop=4).batch(2, 64)
     moving = animate_still(still, 4, 64, np.random.default_rng(3))
     assert moving.shape == (4, 64, 64, 3) and not np.array_equal(moving[0], moving[3])
     with pytest.raises(DataError):
@@ -86,3 +90,20 @@ def test_train_tool_runs_and_resumes(tmp_path: Path) -> None:
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [e["stage"] for e in log if "stage" in e] == [1, 1, 2, 2]
     assert any("val" in e for e in log)
+    # end-to-end stage III under bf16 autocast, with the clip store reused from disk
+    assert train.main(common + ["--stage1-steps", "2", "--stage2-steps", "2", "--stage3-steps", "2", "--resume",
+                                "--precision", "bf16"]) == 0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [e["stage"] for e in log if "stage" in e][-2:] == [3, 3]
+    assert all(math.isfinite(e["mse"]) for e in log if "mse" in e)
+
+
+def test_clip_store_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    clips = [rng.integers(0, 256, (5, 16, 24, 3), dtype=np.uint8), rng.integers(0, 256, (7, 8, 8, 3), dtype=np.uint8)]
+    store = ClipStore(tmp_path / "clips.u8")
+    store.build(iter(clips))
+    opened = store.open()
+    assert [c.shape for c in opened] == [c.shape for c in clips]
+    assert all(np.array_equal(a, b) for a, b in zip(opened, clips))
+    assert not opened[0].flags.writeable

@@ -1,19 +1,27 @@
 #!/usr/bin/env python3
-"""Train an MSTVSC model in the paper's two stages, with checkpoints, resume and validation.
+"""Train an MSTVSC model in the paper's two stages (and an optional end-to-end third), with
+checkpoints, resume and validation.
 
-    python tools/train.py --config small-c48 --data ../shared/data/train --val ../shared/data/val \
-        --out runs/small-c48 --stage1-steps 6000 --stage2-steps 2000
+    python tools/train.py --config small-c48 --data ../shared/data/train --val HELD_OUT_CLIPS \
+        --out runs/small-c48 --stage1-steps 6000 --stage2-steps 2000 --precision bf16 --compile
+
+Stages run in order and any may be 0 steps long: I (everything, noise quantisation), II (encoder
+frozen, erasure at ``--rates``), III (everything, wire rounding straight through, erasure at
+``--stage3-rates``, learning rate ``--stage3-lr``). ``--exclude`` keeps clips (by file name pattern) out
+of training, so checkpoints can be picked on whole held-out clips passed to ``--val``.
 
 Data: any mix of video files/folders (``--data``), a Vimeo-90k septuplet root (``--vimeo``) and
 scikit-image photos animated with camera motion (on unless ``--no-stills``). ``--resume`` continues
 from ``OUT/last.pt`` (model, optimiser, step, stage). ``OUT/best.pt`` keeps the checkpoint with the
 best validation score (mean PSNR over the loss rates in ``--val-loss``). Runs unchanged under
-``torchrun --nproc-per-node N`` (DistributedDataParallel, one sampler seed per rank).
+``torchrun --nproc-per-node N`` (DistributedDataParallel: gradients averaged across ranks, one sampler
+seed per rank, the decoded clips shared between ranks through one memory-mapped file).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import os
@@ -30,9 +38,9 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mstvsc_stream.model.config import CONFIGS, MSTVSCConfig  # noqa: E402
-from mstvsc_stream.model.data import DataError, GopSampler, decode_video, find_videos, half_size, skimage_stills, vimeo_septuplets  # noqa: E402
-from mstvsc_stream.model.mstvsc import MSTVSC, Latents  # noqa: E402
-from mstvsc_stream.model.training import LossWeights, encoder_parameters, erase, stage1_loss, stage2_loss  # noqa: E402
+from mstvsc_stream.model.data import ClipStore, DataError, GopSampler, decode_video, find_videos, half_size, skimage_stills, vimeo_septuplets  # noqa: E402
+from mstvsc_stream.model.mstvsc import MSTVSC  # noqa: E402
+from mstvsc_stream.model.training import LossWeights, StageLoss, erase, set_stage  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,6 +60,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", type=Path, help="start from these weights (a checkpoint or shipped .pt)")
     p.add_argument("--stage1-steps", type=int, default=6000)
     p.add_argument("--stage2-steps", type=int, default=2000)
+    p.add_argument("--stage3-steps", type=int, default=0, help="end-to-end fine-tuning after stage II")
+    p.add_argument("--stage3-rates", default="0,0,0,0.3,0.6,0.9", help="stage III loss rates (weighted toward 0)")
+    p.add_argument("--stage3-lr", type=float, default=1e-4)
+    p.add_argument("--exclude", nargs="*", default=[], help="file name patterns kept out of training")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16 autocast (CPUs with AVX512-BF16/AMX, recent GPUs) or plain fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step's forward")
+    p.add_argument("--profile", type=int, default=0, help="profile this many steps, print the top operators, exit")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", default="0:128", help="crop-size schedule 'step:size,...', e.g. 0:128,4000:192")
     p.add_argument("--lr", type=float, default=4e-4)
@@ -81,15 +97,28 @@ def lr_for(step: int, stage_start: int, stage_steps: int, base: float, warmup: i
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def load_data(args: argparse.Namespace, gop: int, rank: int) -> GopSampler:
-    clips: list[np.ndarray] = []
-    for path in find_videos(args.data):
+def training_videos(args: argparse.Namespace) -> list[Path]:
+    return [p for p in find_videos(args.data) if not any(fnmatch.fnmatch(p.name, pat) for pat in args.exclude)]
+
+
+def decoded_clips(args: argparse.Namespace):
+    for path in training_videos(args):
         frames = decode_video(path)
-        clips += [frames, half_size(frames)]
+        yield frames
+        yield half_size(frames)
     if args.vimeo:
-        clips += vimeo_septuplets(args.vimeo, args.vimeo_limit)
+        yield from vimeo_septuplets(args.vimeo, args.vimeo_limit)
+
+
+def load_data(args: argparse.Namespace, gop: int, rank: int, distributed: bool) -> GopSampler:
+    """Rank 0 decodes every clip into ``OUT/clips.u8``; all ranks map that one file."""
+    store = ClipStore(args.out / "clips.u8")
+    if rank == 0:
+        store.build(decoded_clips(args))
+    if distributed:
+        dist.barrier()
     stills = [] if args.no_stills else skimage_stills()
-    return GopSampler(clips, stills, gop, seed=args.seed + 1000 * rank)
+    return GopSampler(store.open(), stills, gop, seed=args.seed + 1000 * rank)
 
 
 def load_val(args: argparse.Namespace, gop: int) -> list[np.ndarray]:
@@ -138,13 +167,50 @@ def save(path: Path, model: MSTVSC, cfg: MSTVSCConfig, optimizer, step: int, sta
     tmp.replace(path)
 
 
-def make_optimizer(model: MSTVSC, stage: int, lr: float) -> torch.optim.Optimizer:
-    if stage == 1:
-        params = list(model.parameters())
-    else:
-        frozen = {id(p) for p in encoder_parameters(model)}
-        params = [p for p in model.parameters() if id(p) not in frozen]
-    return torch.optim.Adam(params, lr=lr)
+def stage_at(step: int, args: argparse.Namespace) -> tuple[int, int, int]:
+    """(stage, first step of that stage, its length) for a global step."""
+    s1, s2 = args.stage1_steps, args.stage2_steps
+    if step < s1:
+        return 1, 0, s1
+    if step < s1 + s2:
+        return 2, s1, s2
+    return 3, s1 + s2, args.stage3_steps
+
+
+def make_objective(model: MSTVSC, objective: StageLoss, stage: int, args: argparse.Namespace,
+                   distributed: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """Set the stage's trainable parameters and (re)wrap the objective: DDP registers its gradient hooks
+    on the parameters that require grad when it is built, so every stage change builds it anew."""
+    params = set_stage(model, stage)
+    objective.stage = stage
+    net: torch.nn.Module = objective
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(objective)
+    if args.compile:
+        net = torch.compile(net)
+    return net, torch.optim.Adam(params, lr=args.lr)
+
+
+def stage_rates(stage: int, args: argparse.Namespace) -> torch.Tensor:
+    return torch.tensor([float(r) for r in (args.stage3_rates if stage == 3 else args.rates).split(",")])
+
+
+def profile_steps(net: torch.nn.Module, sampler: GopSampler, args: argparse.Namespace, rates: torch.Tensor,
+                  optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    def one_step() -> None:
+        frames = torch.from_numpy(sampler.batch(args.batch, crop_for(0, args.crop))).to(device).float().div(255)
+        loss, _ = net(frames, rates[torch.randint(len(rates), (args.batch,))].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    one_step()  # warm-up (and compilation)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.profile):
+            one_step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed + rank)
+    torch.manual_seed(args.seed)  # identical initial weights on every rank
     args.out.mkdir(parents=True, exist_ok=True)
 
     last = args.out / "last.pt"
@@ -170,27 +236,31 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cfg = CONFIGS[args.config]
     model = MSTVSC(cfg).to(device)
-    step, stage, best = 0, 1, -math.inf
+    step, best = 0, -math.inf
     if state:
         model.load_state_dict(state["state_dict"])
-        step, stage, best = state["step"], state["stage"], state["best"]
+        step, best = state["step"], state["best"]
     elif args.init:
         model.load_state_dict(init["state_dict"])
-    optimizer = make_optimizer(model, stage, args.lr)
-    if state and "optimizer" in state:
-        optimizer.load_state_dict(state["optimizer"])
+    torch.manual_seed(args.seed + rank)  # different batches and erasures per rank
 
     try:
-        sampler = load_data(args, cfg.gop, rank)
+        sampler = load_data(args, cfg.gop, rank, distributed)
         val_gops = load_val(args, cfg.gop) if rank == 0 else []
     except DataError as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 2
-    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
-    weights = LossWeights()
-    rates = torch.tensor([float(r) for r in args.rates.split(",")])
+    autocast = torch.bfloat16 if args.precision == "bf16" else None
+    objective = StageLoss(model, LossWeights(), autocast=autocast)
+    stage = stage_at(step, args)[0]
+    net, optimizer = make_objective(model, objective, stage, args, distributed)
+    if state and "optimizer" in state and state.get("stage") == stage:
+        optimizer.load_state_dict(state["optimizer"])
+    if args.profile:
+        profile_steps(net, sampler, args, stage_rates(stage, args), optimizer, device)
+        return 0
     val_rates = [float(r) for r in args.val_loss.split(",")]
-    total = args.stage1_steps + args.stage2_steps
+    total = args.stage1_steps + args.stage2_steps + args.stage3_steps
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     log = (args.out / "train_log.jsonl").open("a")
@@ -198,23 +268,20 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(total=total, initial=step, disable=rank != 0, dynamic_ncols=True)
     model.train()
     while step < total and not stop["now"]:
-        if stage == 1 and step >= args.stage1_steps:
-            stage = 2
-            optimizer = make_optimizer(model, stage, args.lr)
-        stage_start = 0 if stage == 1 else args.stage1_steps
-        stage_steps = args.stage1_steps if stage == 1 else args.stage2_steps
+        now_stage, stage_start, stage_steps = stage_at(step, args)
+        if now_stage != stage:
+            stage = now_stage
+            net, optimizer = make_objective(model, objective, stage, args, distributed)
+        base_lr = args.stage3_lr if stage == 3 else args.lr
         for group in optimizer.param_groups:
-            group["lr"] = lr_for(step, stage_start, stage_steps, args.lr, args.warmup)
+            group["lr"] = lr_for(step, stage_start, stage_steps, base_lr, args.warmup)
         size = crop_for(step, args.crop)
         frames = torch.from_numpy(sampler.batch(args.batch, size)).to(device).float().div(255)
-        if stage == 1:
-            loss, info = stage1_loss(net if not distributed else net.module, frames, weights)
-        else:
-            r = rates[torch.randint(len(rates), (args.batch,))].to(device)
-            loss, info = stage2_loss(net if not distributed else net.module, frames, r, weights)
+        rates = stage_rates(stage, args)
+        loss, info = net(frames, rates[torch.randint(len(rates), (args.batch,))].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         step += 1
         bar.update(1)
@@ -235,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     if rank == 0:
         save(last, model, cfg, optimizer, step, stage, best, {})
     bar.close()
+    if distributed:
+        dist.destroy_process_group()
     return 0
 
 

@@ -1,6 +1,6 @@
 """Training data: random GOPs and crops from videos, Vimeo-90k septuplets, or animated still images.
 
-Everything is decoded once into memory as uint8 (the project's clips are small) and sampled with numpy;
+Everything is decoded once into a flat uint8 file (:class:`ClipStore`) that every training process maps;
 a batch is ``[B, T, S, S, 3]`` uint8 RGB. Three sources, mixed by ``GopSampler``:
 
 * a folder (or list) of video files, decoded with PyAV, each also kept at half size so a crop sees a
@@ -12,6 +12,7 @@ a batch is ``[B, T, S, S, 3]`` uint8 RGB. Three sources, mixed by ``GopSampler``
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable
 
@@ -108,8 +109,46 @@ def skimage_stills() -> list[np.ndarray]:
     return images
 
 
+class ClipStore:
+    """Decoded clips in one flat uint8 file, opened as read-only memmaps.
+
+    Decoding happens once (rank 0 under DDP) and every process maps the same file, so N training ranks
+    share one copy of the frames in the page cache instead of holding N copies in their own memory.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.index_path = path.with_suffix(".json")
+
+    def build(self, clips: Iterable[np.ndarray]) -> None:
+        shapes = []
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("wb") as out:
+            for clip in clips:
+                out.write(np.ascontiguousarray(clip, dtype=np.uint8).tobytes())
+                shapes.append(list(clip.shape))
+        tmp.replace(self.path)
+        self.index_path.write_text(json.dumps(shapes))
+
+    def open(self) -> list[np.ndarray]:
+        shapes = [tuple(s) for s in json.loads(self.index_path.read_text())]
+        if not shapes:
+            return []
+        flat = np.memmap(self.path, dtype=np.uint8, mode="r")
+        clips, offset = [], 0
+        for shape in shapes:
+            size = int(np.prod(shape))
+            clips.append(flat[offset:offset + size].reshape(shape))
+            offset += size
+        return clips
+
+
 class GopSampler:
-    """Draws random GOP crops from clips and still images."""
+    """Draws random GOP crops from clips and still images.
+
+    A clip smaller than the crop is skipped rather than upscaled: upscaled frames are blurrier than any
+    camera's and would teach the codec the wrong statistics.
+    """
 
     def __init__(self, clips: list[np.ndarray], stills: list[np.ndarray], gop: int, seed: int = 0,
                  still_fraction: float = 0.15) -> None:
@@ -119,21 +158,27 @@ class GopSampler:
             raise DataError("no training data: give video files/folders, a Vimeo-90k root or enable stills")
         self.gop = gop
         self.rng = np.random.default_rng(seed)
-        self.still_fraction = still_fraction if self.clips else 1.0
-        weights = np.array([len(c) for c in self.clips], dtype=float)
-        self.weights = weights / weights.sum() if len(weights) else weights
+        self.still_fraction = still_fraction
+        self._eligible: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def eligible(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the clips at least ``size`` on both sides, and their sampling weights (by length)."""
+        if size not in self._eligible:
+            idx = np.array([i for i, c in enumerate(self.clips) if min(c.shape[1:3]) >= size], dtype=int)
+            weights = np.array([len(self.clips[i]) for i in idx], dtype=float)
+            self._eligible[size] = (idx, weights / weights.sum() if len(idx) else weights)
+        return self._eligible[size]
 
     def gop_crop(self, size: int) -> np.ndarray:
         rng = self.rng
-        if self.stills and rng.random() < self.still_fraction:
+        idx, weights = self.eligible(size)
+        if not len(idx) and not self.stills:
+            raise DataError(f"no training clip is at least {size}x{size} and stills are off")
+        if not len(idx) or (self.stills and rng.random() < self.still_fraction):
             return animate_still(self.stills[rng.integers(len(self.stills))], self.gop, size, rng)
-        clip = self.clips[rng.choice(len(self.clips), p=self.weights)]
+        clip = self.clips[idx[rng.choice(len(idx), p=weights)]]
         n, h, w, _ = clip.shape
         t0 = rng.integers(n - self.gop + 1)
-        if h < size or w < size:
-            scale = size / min(h, w)
-            clip = np.stack([cv2.resize(f, (int(np.ceil(w * scale)), int(np.ceil(h * scale)))) for f in clip[t0:t0 + self.gop]])
-            t0, (h, w) = 0, clip.shape[1:3]
         y, x = rng.integers(h - size + 1), rng.integers(w - size + 1)
         gop = clip[t0:t0 + self.gop, y:y + size, x:x + size]
         if rng.random() < 0.5:

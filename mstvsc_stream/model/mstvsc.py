@@ -120,6 +120,8 @@ class MSTVSC(nn.Module):
 
     # -- training -----------------------------------------------------------------------------------
     def aux_loss(self) -> torch.Tensor:
-        """Mean MoE load-balancing loss of the last forward pass."""
-        losses = [m.aux_loss for m in self.modules() if isinstance(m, MoE)]
-        return torch.stack(losses).mean()
+        """Mean MoE load-balancing loss of the last forward pass, over the MoE layers being trained
+        (a frozen encoder's layers would only dilute the weight of the others)."""
+        layers = [m for m in self.modules() if isinstance(m, MoE)]
+        trained = [m for m in layers if m.router.weight.requires_grad] or layers
+        return torch.stack([m.aux_loss.float() for m in trained]).mean()

@@ -1,10 +1,18 @@
-"""Loss functions and the erasure channel of the paper's two training stages (section V-A.4).
+"""Loss functions and the erasure channel of the training stages (section V-A.4), as one module that
+DistributedDataParallel can wrap.
 
 Stage I (eq. 15): ``alpha * MSE(X, Y) + beta * L_aux`` with additive-noise quantisation (eq. 16).
 Stage II (eq. 17): encoder frozen, latents rounded as on the wire, each element erased at a loss rate
 drawn per GOP from a list, zeros filled, plus ``gamma * (MSE(X_i, Y_ir) + MSE(X_c, Y_cr))`` so the
 recovery modules learn to predict what was sent. Interleaving spreads every segment's elements evenly
 over the latent, so element erasure at the segment loss rate models the wire.
+Stage III (the project's own): stage II's loss with the encoder trained too, rounding passed straight
+through (the forward pass sees exactly the wire's integers, the gradient treats rounding as identity),
+so the encoder learns from the lossless and the lossy picture at once.
+
+The stage is held by :class:`StageLoss` and switched with :func:`set_stage`, which also freezes the
+encoder by ``requires_grad``: DDP then neither waits for nor averages frozen gradients, and the MoE
+auxiliary loss averages over the layers being trained only.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .mstvsc import MSTVSC, Latents, quantize
 
@@ -42,24 +51,71 @@ def encoder_parameters(model: MSTVSC) -> list[torch.nn.Parameter]:
     return [p for part in parts for p in part.parameters()]
 
 
+def set_stage(model: MSTVSC, stage: int) -> list[torch.nn.Parameter]:
+    """Freeze the encoder for stage II, train everything otherwise; returns the trainable parameters."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if stage == 2:
+        for p in encoder_parameters(model):
+            p.requires_grad_(False)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _round_through(y: torch.Tensor) -> torch.Tensor:
+    """The wire's rounding forward, identity backward (straight-through estimator)."""
+    return y + (quantize(y, False) - y).detach()
+
+
 def stage1_loss(model: MSTVSC, frames: torch.Tensor, w: LossWeights) -> tuple[torch.Tensor, dict]:
     y = model.analysis(frames)
     yq = Latents(quantize(y.common, True), quantize(y.individual, True))
     ones = Latents(torch.ones_like(yq.common), torch.ones_like(yq.individual))
     recon = model.synthesis(model.recover(yq, ones))
-    mse = F.mse_loss(recon, frames)
+    mse = F.mse_loss(recon.float(), frames)
     aux = model.aux_loss()
     return w.alpha * mse + w.beta * aux, {"mse": mse.item(), "aux": aux.item()}
 
 
-def stage2_loss(model: MSTVSC, frames: torch.Tensor, rates: torch.Tensor, w: LossWeights) -> tuple[torch.Tensor, dict]:
-    with torch.no_grad():
-        sent = model.encode(frames)
+def lossy_loss(model: MSTVSC, frames: torch.Tensor, rates: torch.Tensor, w: LossWeights,
+               train_encoder: bool) -> tuple[torch.Tensor, dict]:
+    """Stage II (``train_encoder=False``) or III: wire rounding, erasure, recovery, synthesis."""
+    if train_encoder:
+        y = model.analysis(frames)
+        sent = Latents(_round_through(y.common), _round_through(y.individual))
+    else:
+        with torch.no_grad():
+            sent = model.encode(frames)
     received, mask = erase(sent, rates)
     recovered = model.recover(received, mask)
     recon = model.synthesis(recovered)
-    mse = F.mse_loss(recon, frames)
+    mse = F.mse_loss(recon.float(), frames)
     aux = model.aux_loss()
-    latent = F.mse_loss(recovered.individual, sent.individual) + F.mse_loss(recovered.common, sent.common)
+    target = Latents(sent.common.detach(), sent.individual.detach())
+    latent = (F.mse_loss(recovered.individual.float(), target.individual.float())
+              + F.mse_loss(recovered.common.float(), target.common.float()))
     loss = w.alpha * mse + w.beta * aux + w.gamma * latent
     return loss, {"mse": mse.item(), "aux": aux.item(), "latent": latent.item()}
+
+
+def stage2_loss(model: MSTVSC, frames: torch.Tensor, rates: torch.Tensor, w: LossWeights) -> tuple[torch.Tensor, dict]:
+    return lossy_loss(model, frames, rates, w, train_encoder=False)
+
+
+class StageLoss(nn.Module):
+    """The model with its training objective as ``forward``, so DistributedDataParallel's forward runs
+    (and its gradient hooks average across ranks); ``model`` stays reachable for saving and validation."""
+
+    def __init__(self, model: MSTVSC, weights: LossWeights, stage: int = 1,
+                 autocast: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = weights
+        self.stage = stage
+        self.autocast = autocast
+
+    def forward(self, frames: torch.Tensor, rates: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        enabled = self.autocast is not None
+        with torch.autocast(frames.device.type, dtype=self.autocast or torch.bfloat16, enabled=enabled):
+            if self.stage == 1:
+                return stage1_loss(self.model, frames, self.weights)
+            return lossy_loss(self.model, frames, rates, self.weights, train_encoder=self.stage == 3)
