@@ -12,7 +12,7 @@ from mstvsc_stream.model.config import CONFIGS, MSTVSCConfig, padded_size
 from mstvsc_stream.model.moe import MoE
 from mstvsc_stream.model.mstvsc import MSTVSC, Latents
 from mstvsc_stream.model.recovery import CommonRecovery, IndividualRecovery
-from mstvsc_stream.model.training import LossWeights, erase, stage1_loss, stage2_loss
+from mstvsc_stream.model.training import LossWeights, encoder_parameters, erase, set_stage, stage1_loss, stage2_loss
 from mstvsc_stream.runtime.torch_backend import TorchCodec
 
 TINY = CONFIGS["tiny-test"]
@@ -140,3 +140,18 @@ def test_save_load_round_trip() -> None:
     ones = Latents(torch.ones_like(y.common), torch.ones_like(y.individual))
     assert torch.equal(y.common, again.encode(x).common)
     assert torch.allclose(model.decode(y, ones), again.decode(y, ones))
+
+
+def test_aux_loss_averages_the_trained_moe_layers_only() -> None:
+    torch.manual_seed(0)
+    model = MSTVSC(CONFIGS["tiny-test"]).train()
+    stage2_loss(model, torch.rand(1, 4, 64, 64, 3), torch.tensor([0.5]), LossWeights())
+    frozen = {id(p) for p in encoder_parameters(model)}
+    layers = [m for m in model.modules() if isinstance(m, MoE)]
+    decoder = [m for m in layers if id(m.router.weight) not in frozen]
+    assert 0 < len(decoder) < len(layers)
+    set_stage(model, 2)
+    expected = torch.stack([m.aux_loss for m in decoder]).mean()
+    assert torch.allclose(model.aux_loss(), expected)
+    set_stage(model, 1)
+    assert torch.allclose(model.aux_loss(), torch.stack([m.aux_loss for m in layers]).mean())
