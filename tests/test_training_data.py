@@ -107,3 +107,22 @@ def test_clip_store_round_trip(tmp_path: Path) -> None:
     assert [c.shape for c in opened] == [c.shape for c in clips]
     assert all(np.array_equal(a, b) for a, b in zip(opened, clips))
     assert not opened[0].flags.writeable
+
+
+def test_init_from_another_rate_takes_every_fitting_tensor() -> None:
+    import dataclasses
+
+    import torch
+
+    from mstvsc_stream.model.config import CONFIGS
+    from mstvsc_stream.model.mstvsc import MSTVSC
+
+    spec = importlib.util.spec_from_file_location("train_tool", ROOT / "tools" / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    source = MSTVSC(CONFIGS["tiny-test"])
+    wider = MSTVSC(dataclasses.replace(CONFIGS["tiny-test"], latent=8))
+    skipped = train.load_fitting(wider, source.state_dict())
+    assert skipped and all(k.startswith(("to_", "from_", "common_recovery", "individual_recovery")) for k in skipped)
+    taken = [k for k in source.state_dict() if k not in skipped]
+    assert all(torch.equal(wider.state_dict()[k], source.state_dict()[k]) for k in taken)

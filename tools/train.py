@@ -45,7 +45,7 @@ from mstvsc_stream.model.training import LossWeights, StageLoss, erase, set_stag
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="small-c48", help=f"one of {', '.join(CONFIGS)}")
+    p.add_argument("--config", help=f"one of {', '.join(CONFIGS)} (default: --init's, else small-c48)")
     p.add_argument("--data", type=Path, nargs="*", default=[], help="video files or folders")
     p.add_argument("--vimeo", type=Path, help="Vimeo-90k septuplet root (has sequences/)")
     p.add_argument("--vimeo-limit", type=int, help="use at most this many septuplets")
@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--init", type=Path, help="start from these weights (a checkpoint or shipped .pt)")
+    p.add_argument("--init", type=Path, help="start from these weights (a checkpoint or shipped .pt); with "
+                   "another --config, every tensor whose shape fits is taken (e.g. c48 -> C = 96)")
     p.add_argument("--stage1-steps", type=int, default=6000)
     p.add_argument("--stage2-steps", type=int, default=2000)
     p.add_argument("--stage3-steps", type=int, default=0, help="end-to-end fine-tuning after stage II")
@@ -167,6 +168,14 @@ def save(path: Path, model: MSTVSC, cfg: MSTVSCConfig, optimizer, step: int, sta
     tmp.replace(path)
 
 
+def load_fitting(model: MSTVSC, weights: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every tensor whose name and shape match; return the names left as initialised."""
+    own = model.state_dict()
+    fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    return sorted(k for k in own if k not in fitting)
+
+
 def stage_at(step: int, args: argparse.Namespace) -> tuple[int, int, int]:
     """(stage, first step of that stage, its length) for a global step."""
     s1, s2 = args.stage1_steps, args.stage2_steps
@@ -232,16 +241,19 @@ def main(argv: list[str] | None = None) -> int:
         cfg = MSTVSCConfig.from_dict(state["config"])
     elif args.init:
         init = torch.load(args.init, map_location="cpu", weights_only=False)
-        cfg = MSTVSCConfig.from_dict(init["config"])
+        cfg = CONFIGS[args.config] if args.config else MSTVSCConfig.from_dict(init["config"])
     else:
-        cfg = CONFIGS[args.config]
+        cfg = CONFIGS[args.config or "small-c48"]
     model = MSTVSC(cfg).to(device)
     step, best = 0, -math.inf
     if state:
         model.load_state_dict(state["state_dict"])
         step, best = state["step"], state["best"]
     elif args.init:
-        model.load_state_dict(init["state_dict"])
+        skipped = load_fitting(model, init["state_dict"])
+        if skipped and rank == 0:
+            print(f"train: --init left {len(skipped)} tensors at their initial values (shapes differ): "
+                  f"{', '.join(skipped)}", file=sys.stderr)
     torch.manual_seed(args.seed + rank)  # different batches and erasures per rank
 
     try:
