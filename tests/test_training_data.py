@@ -102,7 +102,9 @@ def test_clip_store_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     clips = [rng.integers(0, 256, (5, 16, 24, 3), dtype=np.uint8), rng.integers(0, 256, (7, 8, 8, 3), dtype=np.uint8)]
     store = ClipStore(tmp_path / "clips.u8")
-    store.build(iter(clips))
+    assert not store.current(["a", "b"])
+    store.build(iter(clips), ["a", "b"])
+    assert store.current(["a", "b"]) and not store.current(["a"])
     opened = store.open()
     assert [c.shape for c in opened] == [c.shape for c in clips]
     assert all(np.array_equal(a, b) for a, b in zip(opened, clips))

@@ -112,10 +112,13 @@ def decoded_clips(args: argparse.Namespace):
 
 
 def load_data(args: argparse.Namespace, gop: int, rank: int, distributed: bool) -> GopSampler:
-    """Rank 0 decodes every clip into ``OUT/clips.u8``; all ranks map that one file."""
+    """Rank 0 decodes every clip into ``OUT/clips.u8`` (unless it holds these sources already); all ranks
+    map that one file."""
     store = ClipStore(args.out / "clips.u8")
-    if rank == 0:
-        store.build(decoded_clips(args))
+    sources = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in training_videos(args)]
+    sources += [f"vimeo:{args.vimeo}:{args.vimeo_limit}"] if args.vimeo else []
+    if rank == 0 and not store.current(sources):
+        store.build(decoded_clips(args), sources)
     if distributed:
         dist.barrier()
     stills = [] if args.no_stills else skimage_stills()

@@ -120,7 +120,15 @@ class ClipStore:
         self.path = path
         self.index_path = path.with_suffix(".json")
 
-    def build(self, clips: Iterable[np.ndarray]) -> None:
+    def current(self, sources: list[str]) -> bool:
+        """Whether the store was built from exactly these sources (so a resumed run skips decoding)."""
+        try:
+            index = json.loads(self.index_path.read_text())
+        except (OSError, ValueError):
+            return False
+        return self.path.exists() and isinstance(index, dict) and index.get("sources") == sources
+
+    def build(self, clips: Iterable[np.ndarray], sources: list[str] | None = None) -> None:
         shapes = []
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("wb") as out:
@@ -128,10 +136,10 @@ class ClipStore:
                 out.write(np.ascontiguousarray(clip, dtype=np.uint8).tobytes())
                 shapes.append(list(clip.shape))
         tmp.replace(self.path)
-        self.index_path.write_text(json.dumps(shapes))
+        self.index_path.write_text(json.dumps({"sources": sources or [], "shapes": shapes}))
 
     def open(self) -> list[np.ndarray]:
-        shapes = [tuple(s) for s in json.loads(self.index_path.read_text())]
+        shapes = [tuple(s) for s in json.loads(self.index_path.read_text())["shapes"]]
         if not shapes:
             return []
         flat = np.memmap(self.path, dtype=np.uint8, mode="r")
