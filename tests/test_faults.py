@@ -136,8 +136,8 @@ def test_gops_whose_descriptors_were_all_lost_leave_on_the_stream_clock() -> Non
 
 def restart_with(second_codec: TorchCodec, second_size: tuple[int, int], record: Path | None) -> dict:
     """Sender one (128x96, 8 frames), then a restarted sender from a new port; the receiver stays. Both send
-    as fast as they encode, so the second has sent everything before the first has been silent for long:
-    its datagrams are held, and it is followed when the silence is over."""
+    as fast as they encode: the second is followed at once if the first's end flag has held by then (one
+    GOP duration of nothing newer), else its datagrams are held until the first has been silent."""
     codec = tiny_codec()
 
     async def scenario() -> dict:
@@ -160,7 +160,7 @@ def test_a_sender_restarted_with_another_frame_size_is_followed(
     recording = tmp_path / "both.mkv"
     with caplog.at_level(logging.INFO):
         report = restart_with(tiny_codec(), (160, 128), recording)
-    assert report["frames_out"] == 16 and report["sessions"] == 2 and report["takeovers"] == 1
+    assert report["frames_out"] == 16 and report["sessions"] == 2 and report["takeovers"] <= 1
     assert report["gops_decoded"] == 4
     assert read_frames(recording).shape == (16, 96, 128, 3)
     assert "the sender restarted" in caplog.text and "scaled into it" in caplog.text

@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     limit.add_argument("--frames", type=checked(positive_int), metavar="N", help="stop after N frames out")
     limit.add_argument("--duration", type=checked(positive_number), metavar="S", help="stop after S seconds")
     p.add_argument("--idle-exit", type=checked(positive_number), metavar="SECONDS",
-                   help="finish after this much silence once the stream has begun")
+                   help="finish after this much silence from the followed stream, counted from the first "
+                        "datagram (junk and refused streams keep nothing alive)")
     p.add_argument("--stay", action="store_true", help="keep listening after the sender's end of input")
     p.add_argument("--playout-ms", type=checked(non_negative_number), default=50.0, metavar="MS",
                    help="jitter margin: wait this long past the time a GOP's datagrams take to arrive (learned "

@@ -9,12 +9,21 @@ Like a jitter buffer, it sits between the UDP endpoint and the decoder:
 * GOPs are keyed by the descriptor's 32-bit counter: the 8-bit header number is unwrapped around the
   newest descriptor's counter. A descriptor with a new session id means the sender restarted: whatever is
   pending from the old session is released, then the buffer starts over. Descriptors of sessions already
-  replaced are dropped (``stale_session``), and so are segments from any address but the one the current
-  session's descriptors come from (``foreign_source``), so a restarted sender's early segments cannot leak
-  into the old session's GOPs. Who may replace the current session, and when, is the
-  :class:`~.sources.SourcePolicy`: by default anyone at once (the paper's receiver); with ``lock`` only
-  once the current session has been silent (no descriptor) for ``silence_s``, meanwhile the newcomer's
-  descriptors are counted (``second_source``) and its segments held like orphans.
+  replaced or ended are dropped (``stale_session``, the last 64 remembered, from any address), and so are
+  segments from any address but the one the current session's descriptors come from (``foreign_source``).
+* A new session id from the followed address replaces the current session at once (a sender restarted
+  behind a relay or a NAT that keeps its port, or one that changed its frame size or rate). Its segments
+  that arrived before its descriptor are held and replayed under its own counter: sealed segments name
+  their session, so this is exact; plain ones do not, so the buffer keeps aside what did not fit the old
+  session's timeline (GOPs its clock could not have reached yet, segments of another geometry or beyond the
+  GOP window) and replays that, see :meth:`GopBuffer._unexplained`. Another address takes over only as
+  the :class:`~.sources.SourcePolicy` says: by default at once (the paper's receiver); with ``lock`` only
+  once the followed address has been silent for ``silence_s`` (no datagram that fits the current
+  session's timeline), meanwhile the newcomer's descriptors are counted (``second_source``) and its
+  segments held like orphans.
+* The end-of-input flag is believed only from the followed source and session, for a GOP at or after the
+  newest one, and only once nothing newer followed within a GOP duration (:mod:`.ending`); then the
+  session is over: :attr:`finished`, and its descriptors are ``stale_session`` from then on.
 * A GOP whose own descriptor copies were all lost (most of them at 90 % loss) is released with the newest
   descriptor extrapolated to its counter (``descriptor_inferred``); the geometry is fixed per session, and
   a descriptor that changes it without a new session id is dropped (``descriptor_changed``).
@@ -53,8 +62,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, deque
-from collections.abc import Hashable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from mstvsc_stream.wire import (
     HEADER_SIZE,
@@ -65,7 +74,9 @@ from mstvsc_stream.wire import (
     packed_size,
     unwrap_gop_number,
 )
+from mstvsc_stream.wire.limits import MAX_GOP_BYTES, MAX_SEGMENTS_PER_GOP
 
+from .ending import EndWatch
 from .holding import HeldDatagram, HeldDatagrams
 from .sources import NewcomerLog, SourcePolicy
 from .spread import ArrivalSpread
@@ -77,9 +88,12 @@ _MAX_COUNTER = 0xFFFFFFFF
 _RETIRED_SESSIONS = 64
 # Recently concealed GOP counters, to tell "arrived too late" (gops_late_dropped) from ordinary late segments.
 _RECENTLY_CONCEALED = 64
-DEFAULT_MAX_GOP_BYTES = 1 << 20  # packed codes per GOP: 1080p needs 36,720, 8K about 600,000
-DEFAULT_MAX_SEGMENTS = 4096  # the defaults give 16..30; the paper's N_p is at most a few hundred
 DEFAULT_MAX_ORPHAN_BYTES = 1 << 20
+# A GOP without a descriptor of its own more than this many GOPs past where the session's clock stood when
+# it began to arrive cannot be the session's own: a sender's GOPs trail its clock by at most about one.
+_CLOCK_SLACK = 2
+# A plain segment this many GOPs behind the release point is kept aside too, in case a new session explains it.
+_LATE_SLACK = 4
 
 
 @dataclass
@@ -104,9 +118,6 @@ class GopBufferStats:
     segments_orphaned: int = 0  # held before any descriptor (or for a newcomer) and never usable
     invalid_datagrams: int = 0
     invalid_by_reason: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +168,8 @@ class GopBuffer:
         sources: SourcePolicy | None = None,
         guarded: bool = False,
         learn_span: bool = False,
-        max_gop_bytes: int = DEFAULT_MAX_GOP_BYTES,
-        max_segments: int = DEFAULT_MAX_SEGMENTS,
+        max_gop_bytes: int = MAX_GOP_BYTES,
+        max_segments: int = MAX_SEGMENTS_PER_GOP,
         max_orphan_bytes: int = DEFAULT_MAX_ORPHAN_BYTES,
     ) -> None:
         """``pacing_span_s``: how long the sender spreads one GOP's datagrams (None: one GOP duration
@@ -185,7 +196,8 @@ class GopBuffer:
         self._max_segments = max_segments
         self._session: SessionDescriptor | None = None  # newest descriptor of the current session
         self._source: Hashable = None
-        self._session_seen = -math.inf  # when the current session last proved alive (a descriptor)
+        self._session_seen = -math.inf  # when the followed session last proved alive (a datagram that fits it)
+        self._descriptor_seen = -math.inf  # when its last descriptor arrived
         self._newcomer: _Newcomer | None = None  # its newest descriptor, waiting for the current session's silence
         self._newcomer_log = NewcomerLog()
         self._pending: dict[int, _PendingGop] = {}
@@ -193,7 +205,7 @@ class GopBuffer:
         self._newest = -1  # highest counter any accepted datagram belonged to
         self._described = -1  # highest counter whose own descriptor arrived, and when it first did
         self._described_at = -math.inf
-        self._end_counter: int | None = None
+        self._end = EndWatch()
         self._finished = False
         self._orphans = HeldDatagrams(max_orphans, max_orphan_bytes)
         self._retired: deque[int] = deque(maxlen=_RETIRED_SESSIONS)
@@ -211,8 +223,22 @@ class GopBuffer:
 
     @property
     def finished(self) -> bool:
-        """The sender flagged end of input and that last GOP has been released: the receiver may exit."""
+        """The followed session flagged the end of its input, nothing newer followed, and its last GOP has
+        been released: the receiver may exit. Cleared when another session starts."""
         return self._finished
+
+    @property
+    def last_heard(self) -> float | None:
+        """When the followed session last sent a datagram that fit it (None before the first)."""
+        return self._session_seen if math.isfinite(self._session_seen) else None
+
+    def hears(self, addr: Hashable) -> bool:
+        """Whether the source policy considers ``addr`` at all; counts ``foreign_source`` when not. A
+        receiver asks first, before spending work on a datagram."""
+        if self._sources.hears(addr):
+            return True
+        self._count_invalid("foreign_source")
+        return False
 
     @property
     def pending_gops(self) -> int:
@@ -228,9 +254,9 @@ class GopBuffer:
         ``session_id``: the session a sealed datagram authenticated under (None for plain streams)."""
         self.stats.datagrams += 1
         released: list[ReleasedGop] = []
+        if not self.hears(addr):
+            return released
         try:
-            if not self._sources.hears(addr):
-                raise WireError("foreign_source", f"{addr!r} is not an accepted host")
             header = SegmentHeader.parse(datagram)
             if header.is_descriptor:
                 self._accept_descriptor(header, datagram, addr, now, session_id, released)
@@ -249,6 +275,9 @@ class GopBuffer:
         releases everything pending (the end of a run), with no takeover."""
         waited = self._newcomer is not None and math.isfinite(now) and self._silent(now)
         released = self._take_over(now) if waited else []
+        end = self._end.ended(now) if self._session is not None else None
+        if end is not None:
+            return released + self._finish(end.counter)
         session = self._session
         if session is None:
             return released
@@ -283,6 +312,9 @@ class GopBuffer:
     def next_deadline(self) -> float | None:
         """When :meth:`poll` should next be called (None: nothing pending or waiting)."""
         due = [] if self._newcomer is None else [self._session_seen + self._sources.silence_s]
+        end_due = self._end.due()
+        if end_due is not None and self._session is not None:
+            due.append(end_due)
         if not self._guarded:
             return min([*due, *(gop.deadline for gop in self._pending.values())], default=None)
         session = self._session
@@ -323,7 +355,7 @@ class GopBuffer:
         return addr != self._source
 
     def _silent(self, now: float) -> bool:
-        return now - self._session_seen >= self._sources.silence_s
+        return self._session is None or now - self._session_seen >= self._sources.silence_s
 
     def _parse_descriptor(self, header: SegmentHeader, datagram: bytes, session_id: int | None) -> SessionDescriptor:
         descriptor = SessionDescriptor.parse(memoryview(datagram)[HEADER_SIZE:])
@@ -361,12 +393,14 @@ class GopBuffer:
         session = self._session
         assert session is not None
         self.stats.descriptors_received += 1
-        self._session_seen = now
-        if descriptor.end_of_input:
-            self._end_counter = counter
+        self._session_seen = self._descriptor_seen = now
+        if descriptor.end_of_input:  # often after its GOP left: a sender knows its last GOP only at the end
+            newest = max(self._described, self._next - 1)  # made-up GOP numbers do not count
+            self._end.flagged(counter, newest, now, session.gop_duration_s + self._playout_margin_s)
+        else:
+            self._end.saw(counter)
         if counter < self._next:
             self.stats.descriptors_late += 1
-            self._finished = self._finished or descriptor.end_of_input  # the last GOP already left
             return
         if counter - self._next > self._max_gap:
             released += self._flush()
@@ -388,9 +422,9 @@ class GopBuffer:
         addr, now, sealed = arrived.addr, arrived.arrival, arrived.session_id is not None
         session = self._session
         new_session = session is None or descriptor.session_id != session.session_id
-        if new_session and descriptor.session_id in self._retired and (sealed or not self._sources.lock):
-            raise WireError("stale_session", f"descriptor of replaced session {descriptor.session_id:#x}")
-        if session is not None and self._sources.lock:
+        if new_session and descriptor.session_id in self._retired:
+            raise WireError("stale_session", f"descriptor of replaced or ended session {descriptor.session_id:#x}")
+        if session is not None and self._sources.lock and addr != self._source:
             if not self._silent(now):
                 self._newcomer = _Newcomer(descriptor, arrived)
                 self._newcomer_log.note(addr, descriptor.session_id, self._source, now)
@@ -401,7 +435,8 @@ class GopBuffer:
                 session.session_id, self._source, now - self._session_seen, descriptor.session_id, addr,
             )  # fmt: skip
         if new_session:
-            released += self._start_session(descriptor, addr)
+            restarted = session is not None and addr == self._source
+            released += self._start_session(descriptor, addr, self._unexplained(descriptor) if restarted else [])
             return
         assert session is not None
         if descriptor.stream_key() != session.stream_key():
@@ -422,7 +457,37 @@ class GopBuffer:
         elif counter > self._clock_limit(now) + 1 + self._max_ahead and not self._silent(now):
             raise WireError("gop_window", f"descriptor jumps to GOP {counter}, faster than the stream's clock")
 
-    def _start_session(self, descriptor: SessionDescriptor, addr: Hashable) -> list[ReleasedGop]:
+    def _unexplained(self, newcomer: SessionDescriptor) -> list[HeldDatagram]:
+        """Segments the current session took that ``newcomer``, a new session from its address, may
+        explain: its pending GOPs with no descriptor of their own that lie beyond where its clock stood
+        when they began to arrive, or at or past the newcomer's first counter when that one continues the
+        current counters (withdrawn from it); then what it refused since its last descriptor. Plain
+        segments carry no session id, so this is the best the buffer can tell; sealed ones never need it."""
+        if self._session is None:
+            return []
+        continues = 0 < newcomer.gop_counter - self._described <= self._max_ahead
+        suspects = [
+            counter for counter, gop in self._pending.items()
+            if gop.descriptor is None and counter > self._described
+            and (counter > self._clock_limit(gop.first_arrival) + _CLOCK_SLACK
+                 or continues and counter >= newcomer.gop_counter)
+        ]  # fmt: skip
+        withdrawn = []
+        for counter in suspects:
+            gop = self._pending.pop(counter)
+            number = counter % 256
+            withdrawn += [
+                HeldDatagram(SegmentHeader(number, label).pack(payload), self._source, gop.first_arrival, None)
+                for label, payload in gop.payloads.items()
+            ]  # fmt: skip
+        refused = [held for held in self._orphans.take() if not held.counted or held.arrival >= self._descriptor_seen]
+        return withdrawn + refused
+
+    def _start_session(
+        self, descriptor: SessionDescriptor, addr: Hashable, unexplained: list[HeldDatagram]
+    ) -> list[ReleasedGop]:
+        """Play out what is pending, then follow ``descriptor``'s session from ``addr``; held segments
+        (``unexplained`` ones of the previous session first) are replayed under its counter."""
         flushed = self._flush()
         if self._session is not None:
             self._retired.append(self._session.session_id)
@@ -432,27 +497,40 @@ class GopBuffer:
         self._session = descriptor
         self._source = addr
         self._newcomer = None
-        self._end_counter = None
+        self._end.reset()
         self._finished = False
         self._recently_concealed.clear()
         # Held segments may belong to GOPs just before the first descriptor: open the window that far back,
         # then start at the earliest GOP that actually got something.
         self._next = max(0, descriptor.gop_counter - self._max_ahead + 1)
         self._newest = self._described = -1
-        self._replay_orphans(addr, descriptor.session_id)
+        self._replay_orphans(addr, descriptor.session_id, unexplained)
         self._next = min([descriptor.gop_counter, *self._pending])
         return flushed
 
-    def _replay_orphans(self, addr: Hashable, session_id: int) -> None:
-        for orphan in self._orphans.take():
+    def _finish(self, last: int) -> list[ReleasedGop]:
+        """The session ended with GOP ``last``: release through it, forget what a forgery may have opened
+        beyond it, and remember the session as over (its descriptors are stale from now on)."""
+        assert self._session is not None
+        released = self._release_through(last)
+        self._pending.clear()
+        self.stats.segments_orphaned += len([held for held in self._orphans.take() if not held.counted])
+        self._retired.append(self._session.session_id)
+        self._session = self._source = self._newcomer = None
+        self._finished = True
+        return released
+
+    def _replay_orphans(self, addr: Hashable, session_id: int, first: Sequence[HeldDatagram] = ()) -> None:
+        for orphan in [*first, *self._orphans.take()]:
             if orphan.addr != addr or orphan.session_id not in (None, session_id):
-                self.stats.segments_orphaned += 1
+                self.stats.segments_orphaned += not orphan.counted
                 continue
             try:
                 header = SegmentHeader.parse(orphan.datagram)
                 self._accept_segment(header, orphan.datagram, addr, orphan.arrival, orphan.session_id)
             except WireError as err:
-                self._count_invalid(err.reason)
+                if not orphan.counted:
+                    self._count_invalid(err.reason)
 
     def _accept_segment(
         self, header: SegmentHeader, datagram: bytes, addr: Hashable, now: float, session_id: int | None
@@ -462,22 +540,41 @@ class GopBuffer:
         if addr != self._source:
             raise WireError("foreign_source", f"segment from {addr!r}, session comes from {self._source!r}")
         if session_id is not None and session_id != session.session_id:
-            raise WireError("stale_session", f"segment sealed under session {session_id:#x}, not the current one")
-        check_segment(header.label, len(datagram) - HEADER_SIZE, session.n_elements, session.payload_size)
-        counter = unwrap_gop_number(header.gop, session.gop_counter)
+            if session_id in self._retired:
+                raise WireError("stale_session", f"segment sealed under session {session_id:#x}, replaced or ended")
+            # a session that has not shown its descriptor yet: the sender restarting
+            self.stats.segments_orphaned += self._orphans.hold(HeldDatagram(bytes(datagram), addr, now, session_id))
+            return
+        try:
+            counter = self._place(header, datagram, session)
+        except WireError:
+            if session_id is None:  # perhaps a new session from this address whose descriptor is still due
+                self._orphans.hold(HeldDatagram(bytes(datagram), addr, now, None, counted=True))
+            raise
         if counter < self._next:
             self._count_late(counter)
             if self._spread is not None:
                 self._spread.late(counter, now)
+            if session_id is None and counter < self._next - _LATE_SLACK:  # later than any real reordering
+                self._orphans.hold(HeldDatagram(bytes(datagram), addr, now, None, counted=True))
             return
-        if counter >= min(session.gop_counter + self._max_ahead, _MAX_COUNTER + 1):
-            raise WireError("gop_window", f"GOP {counter} too far past the newest descriptor's {session.gop_counter}")
+        self._session_seen = now
+        self._end.saw(counter)
         gop = self._pending_gop(counter, now)
         if header.label in gop.payloads:
             self.stats.segments_duplicate += 1
         else:
             gop.payloads[header.label] = bytes(datagram[HEADER_SIZE:])
             gop.last_arrival = max(gop.last_arrival, now)
+
+    def _place(self, header: SegmentHeader, datagram: bytes, session: SessionDescriptor) -> int:
+        """The counter a segment of ``session`` belongs to; raises unless it fits the session's geometry
+        and GOP window."""
+        check_segment(header.label, len(datagram) - HEADER_SIZE, session.n_elements, session.payload_size)
+        counter = unwrap_gop_number(header.gop, session.gop_counter)
+        if counter >= min(session.gop_counter + self._max_ahead, _MAX_COUNTER + 1):
+            raise WireError("gop_window", f"GOP {counter} too far past the newest descriptor's {session.gop_counter}")
+        return counter
 
     def _count_late(self, counter: int) -> None:
         self.stats.segments_late += 1
@@ -531,6 +628,4 @@ class GopBuffer:
             self._recently_concealed.append(counter)
         elif self._spread is not None and gop is not None:
             self._spread.released(counter, gop.first_arrival, gop.last_arrival)
-        if counter == self._end_counter:
-            self._finished = True
         return ReleasedGop(counter, descriptor, own is None, payloads, gop.first_arrival if gop else None)

@@ -18,6 +18,7 @@ class HeldDatagram:
     addr: Hashable
     arrival: float
     session_id: int | None  # the session a sealed datagram authenticated under; None when plain
+    counted: bool = False  # already counted as invalid for the session it arrived in: dropping it counts nothing
 
 
 class HeldDatagrams:
@@ -33,13 +34,14 @@ class HeldDatagrams:
         return len(self._held)
 
     def hold(self, held: HeldDatagram) -> int:
-        """Keep ``held``; returns how many datagrams were dropped to stay within the bounds."""
+        """Keep ``held``; returns how many datagrams not counted yet were dropped to stay within the bounds."""
         self._held.append(held)
         self._bytes += len(held.datagram)
         dropped = 0
         while len(self._held) > self._max_count or self._bytes > self._max_bytes:
-            self._bytes -= len(self._held.popleft().datagram)
-            dropped += 1
+            oldest = self._held.popleft()
+            self._bytes -= len(oldest.datagram)
+            dropped += not oldest.counted
         return dropped
 
     def take(self) -> list[HeldDatagram]:

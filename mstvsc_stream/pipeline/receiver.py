@@ -1,8 +1,9 @@
 """The receiving application: UDP datagrams in, frames out to a window and/or a recording.
 
-Datagrams of a sealed stream (``key``) are authenticated and checked against replays first
-(:mod:`..net.opening`), then judged (:mod:`.admission`), then reassembled by the GOP buffer, whose
-deadlines are polled by a timer; the buffer also decides which sender is followed (``accept``) and holds
+Datagrams from hosts ``accept`` excludes are dropped first, before any work is spent on them; those of a
+sealed stream (``key``) are then authenticated and checked against replays (:mod:`..net.opening`), then
+judged (:mod:`.admission`), then reassembled by the GOP buffer, whose deadlines are polled by a timer;
+the buffer also decides which sender is followed (``accept``), when its stream has ended, and holds
 made-up GOP numbers to the stream's clock (``guarded``). Released GOPs wait in a short queue for the
 decoder (one worker thread, off the event loop); when decoding falls behind, the oldest waiting GOP is
 not decoded but shows the last frame again (``gops_held``), so playback never stalls and frames out
@@ -31,7 +32,7 @@ from ..net.sources import SourcePolicy
 from ..net.transport import DatagramReceiver
 from ..runtime.base import Codec, backend_name
 from ..wire import DEFAULT_SEED, SessionDescriptor
-from .admission import StreamAdmission, parse_descriptor
+from .admission import StreamAdmission
 from .decoding import GopDecoder, Outcome
 from .metrics import Timings, format_report
 from .playout import DecodedGop, Playout
@@ -53,7 +54,7 @@ class ReceiverConfig:
     record: Path | None = None  # container from the extension: .mp4 H.264, .mkv lossless FFV1
     max_frames: int | None = None
     duration_s: float | None = None
-    idle_exit_s: float | None = None  # silence after the first datagram that ends the run
+    idle_exit_s: float | None = None  # silence of the followed stream (or since the first datagram) that ends the run
     stay: bool = False  # keep listening after the end-of-input flag
     playout_margin_s: float = 0.05  # jitter allowance past the GOP's learned arrival spread
     max_pending_gops: int | None = 2  # GOPs waiting for the decoder before the oldest is held; None: never
@@ -105,10 +106,9 @@ class Receiver:
         self._input_closed = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
-        self._last_datagram: float | None = None
+        self._first_datagram: float | None = None  # --idle-exit counts from here until a stream is followed
         self._announced: SessionDescriptor | None = None
         self._first_counter: int | None = None
-        self._last_released: tuple[int, int] | None = None  # session id and counter
         self._outcomes = dict.fromkeys(Outcome, 0)
         self.end_reason = ""
 
@@ -215,7 +215,9 @@ class Receiver:
     # --- event loop: datagrams, deadlines, queueing ---------------------------------------------------
 
     def _on_datagram(self, datagram: bytes, addr: tuple, arrival: float) -> None:
-        if self._input_closed:
+        if self._first_datagram is None:
+            self._first_datagram = arrival
+        if self._input_closed or not self._buffer.hears(addr):
             return
         session_id = None
         if self._opener is not None:
@@ -223,24 +225,11 @@ class Receiver:
             if opened is None:
                 return
             datagram, session_id = opened
-        self._last_datagram = arrival
         if not self._admission.admit(datagram, addr, followed=addr == self._buffer.source):
             return
         self._deliver(self._buffer.push(datagram, addr, arrival, session_id))
-        if not self.config.stay and self._ends_released_stream(datagram):
-            self._close_input("end_of_input")
         self._announce()
         self._arm_timer()
-
-    def _ends_released_stream(self, datagram: bytes) -> bool:
-        """An end-of-input descriptor for a GOP already released: the sender flags its last GOP only once
-        its input has ended, often after that GOP went out, so the buffer drops this copy as late; it still
-        means the stream is over."""
-        descriptor = parse_descriptor(datagram)
-        if descriptor is None or not descriptor.end_of_input or self._last_released is None:
-            return False
-        session_id, counter = self._last_released
-        return descriptor.session_id == session_id and descriptor.gop_counter <= counter
 
     def _announce(self) -> None:
         """One log line per session followed; for a change of stream, what changed and what follows."""
@@ -283,9 +272,8 @@ class Receiver:
         for gop in released:
             if self._first_counter is None:
                 self._first_counter = gop.counter
-            self._last_released = (gop.descriptor.session_id, gop.counter)
             self._enqueue(_Work(gop))
-        if released and self._buffer.finished and not self.config.stay:  # the flagged GOP is the last released
+        if self._buffer.finished and not self.config.stay:  # the followed session's end flag held
             self._close_input("end_of_input")
 
     def _enqueue(self, work: _Work) -> None:
@@ -354,7 +342,11 @@ class Receiver:
     async def _exit_when_idle(self, idle_s: float) -> None:
         while True:
             await asyncio.sleep(idle_s / IDLE_CHECKS_PER_PERIOD)
-            if self._last_datagram is not None and time.monotonic() - self._last_datagram >= idle_s:
+            if self._first_datagram is None:
+                continue
+            # only the followed stream's datagrams keep the run alive, not junk or a refused stream
+            heard = max(self._first_datagram, self._buffer.last_heard or -math.inf)
+            if time.monotonic() - heard >= idle_s:
                 self.finish("idle")
                 return
 
