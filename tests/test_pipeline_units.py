@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 import time
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_gopbuffer import FakeSender
+from test_restarts_and_ends import StubCodec
 
 from mstvsc_stream.media import FileSource, read_frames, sample_clip_path
+from mstvsc_stream.net.eventloop import run
+from mstvsc_stream.net.sources import SourcePolicy
+from mstvsc_stream.pipeline import decoding
 from mstvsc_stream.pipeline.admission import StreamAdmission, parse_descriptor
 from mstvsc_stream.pipeline.batching import (
     END_OF_INPUT_COPIES,
@@ -24,6 +31,7 @@ from mstvsc_stream.pipeline.batching import (
 from mstvsc_stream.pipeline.gops import PulledFrames, gather_gops
 from mstvsc_stream.pipeline.metrics import Timings
 from mstvsc_stream.pipeline.playout import DecodedGop, Playout, frame_period
+from mstvsc_stream.pipeline.receiver import Receiver, ReceiverConfig
 from mstvsc_stream.wire import (
     DEFAULT_SEED,
     HEADER_SIZE,
@@ -100,7 +108,7 @@ class TinyGeometry:
 
 
 def admission_for(known: dict[str, TinyGeometry]) -> StreamAdmission:
-    return StreamAdmission(DEFAULT_SEED, known.get, "tiny-test@" + "00" * 8)
+    return StreamAdmission(DEFAULT_SEED, known, "tiny-test@" + "00" * 8)
 
 
 def test_admission_passes_its_own_stream_and_malformed_datagrams() -> None:
@@ -139,17 +147,47 @@ def test_admission_refuses_a_stream_it_cannot_decode_with_one_log_line(
     assert admission.admit(SegmentHeader(0, 0).pack(SEGMENTS[0]), source)
 
 
-def test_admission_asks_about_each_model_once() -> None:
-    asked: list[str] = []
+def receiver_fed(datagrams: list[tuple[bytes, tuple]], config: ReceiverConfig) -> Receiver:
+    """A receiver of FakeSender's stream geometry (with a model loader) fed ``datagrams`` on its event
+    loop, without sockets."""
 
-    def find(model_id: str) -> TinyGeometry | None:
-        asked.append(model_id)
-        return None
+    async def feed() -> Receiver:
+        receiver = Receiver(StubCodec(), config, load_model=lambda name: StubCodec())
+        for at, (datagram, addr) in enumerate(datagrams):
+            receiver._on_datagram(datagram, addr, at * 1e-4)
+        return receiver
 
-    admission = StreamAdmission(DEFAULT_SEED, find, "x@" + "00" * 8)
-    for counter in range(4):
-        admission.admit(replace(DESCRIPTOR, gop_counter=counter).datagram(), ("h", counter))
-    assert asked == [DESCRIPTOR.model_id]
+    return run(feed())
+
+
+def test_random_model_ids_read_no_files_and_leave_no_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """20,000 descriptors naming random models: the installed models were listed once, at start, and
+    admission keeps nothing per model id."""
+    listed = []
+    real_list = decoding.list_models
+    monkeypatch.setattr(decoding, "list_models", lambda: listed.append(1) or real_list())
+    rng = random.Random(4)
+    base = FakeSender().base
+    forged = [(replace(base, model_hash=rng.randbytes(8)).datagram(), ("10.0.0.1", 1000 + k)) for k in range(20_000)]
+    tracemalloc.start()
+    try:
+        receiver = receiver_fed(forged[:1000], ReceiverConfig("127.0.0.1:0"))
+        before = tracemalloc.get_traced_memory()[0]
+        for at, (datagram, addr) in enumerate(forged[1000:]):
+            receiver._admission.admit(datagram, addr)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert listed == [1] and receiver.report()["invalid_by_reason"] == {"model_mismatch": 20_000}
+    assert grown < 100_000, f"{grown} bytes kept for 19,000 model ids"
+
+
+def test_hosts_accept_excludes_are_dropped_before_admission() -> None:
+    """--accept HOST: a flood from elsewhere costs no authentication or admission work."""
+    wrong_seed = replace(FakeSender().base, seed_fingerprint=seed_fingerprint(DEFAULT_SEED + 1)).datagram()
+    config = ReceiverConfig("127.0.0.1:0", accept=SourcePolicy.parse("127.0.0.1"), key=bytes(32))
+    receiver = receiver_fed([(wrong_seed, ("10.0.0.9", 5000))] * 500, config)
+    assert receiver.report()["invalid_by_reason"] == {"foreign_source": 500}
 
 
 # --- frames to GOPs -------------------------------------------------------------------------------------

@@ -241,7 +241,7 @@ class ReceivePath:
         config = CONFIGS["small-c48"]
         own = f"{MODEL}@{MODEL_HASH.hex()}"
         self.opener = None if key is None else DatagramOpener(key)
-        self.admission = StreamAdmission(DEFAULT_SEED, lambda model_id: config if model_id == own else None, own)
+        self.admission = StreamAdmission(DEFAULT_SEED, {own: config}, own)
         self.buffer = GopBuffer(sources=SourcePolicy(lock=True), guarded=True)
 
     def push(self, datagram: bytes, addr: tuple[str, int], now: float) -> list[ReleasedGop] | None:

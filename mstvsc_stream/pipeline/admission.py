@@ -6,7 +6,9 @@ them, and every datagram of a refused stream (known by its source address) is dr
 the refusal's reason, with one log line per stream and reason instead of one per datagram.
 
 Frame sizes are capped (``max_frame_pixels``): a descriptor is a claim from the network, and a receiver
-must not try to allocate whatever frames a stranger names. Segments from the address the GOP buffer is
+must not try to allocate whatever frames a stranger names. The models a receiver can decode with are
+listed once, when it starts: a descriptor naming any other model id costs a dictionary lookup, no disk
+read and no memory. Segments from the address the GOP buffer is
 following pass whatever was refused from there, so a forged descriptor spoofing that address cannot
 silence the stream it follows.
 """
@@ -16,17 +18,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable, Mapping
 from typing import Protocol
 
 from ..net.endpoint import Endpoint
 from ..wire import DESCRIPTOR_LABEL, HEADER_SIZE, SegmentHeader, SessionDescriptor, WireError, seed_fingerprint
+from ..wire.limits import MAX_FRAME_PIXELS
 
 log = logging.getLogger(__name__)
 
 # Refusals are remembered per source address; a flood of spoofed sources must not grow memory.
 MAX_REMEMBERED = 64
-MAX_FRAME_PIXELS = 3840 * 2160  # 4K UHD; larger frames are refused ("frame_size")
 # At most one refusal line per this many seconds: forged or mangled descriptors must not flood the log.
 LOG_INTERVAL_S = 10.0
 
@@ -42,22 +44,21 @@ class CodecGeometry(Protocol):
 class StreamAdmission:
     """Admits or refuses datagrams; ``refused_by_reason`` counts the refused ones.
 
-    ``find_model(model_id)`` returns the geometry of a model this receiver can decode with, or None.
-    ``own_model_id`` only names the receiver's model in log lines.
+    ``models``: the geometry of every model this receiver can decode with, by model id (listed once, at
+    start). ``own_model_id`` only names the receiver's model in log lines.
     """
 
     def __init__(
         self,
         seed: int,
-        find_model: Callable[[str], CodecGeometry | None],
+        models: Mapping[str, CodecGeometry],
         own_model_id: str,
         max_frame_pixels: int = MAX_FRAME_PIXELS,
     ) -> None:
         self._max_frame_pixels = max_frame_pixels
         self._fingerprint = seed_fingerprint(seed)
-        self._find_model = find_model
+        self._models = models
         self._own_model_id = own_model_id
-        self._models: dict[str, CodecGeometry | None] = {}
         self._refused: OrderedDict[Hashable, str] = OrderedDict()
         self._logged: OrderedDict[tuple[int, str], None] = OrderedDict()
         self._logged_at = float("-inf")
@@ -100,9 +101,7 @@ class StreamAdmission:
                 f"ours {self._fingerprint.hex()}); give both ends the same --seed"
             )
         model_id = descriptor.model_id
-        if model_id not in self._models:
-            self._models[model_id] = self._find_model(model_id)
-        model = self._models[model_id]
+        model = self._models.get(model_id)
         if model is None:
             return "model_mismatch", (
                 f"it is encoded with model {model_id}, this receiver runs {self._own_model_id} "

@@ -7,15 +7,16 @@ GOP's last decoded frame scored 14.58 dB PSNR against the original GOP, the all-
 fully received GOP: 14.62 dB); tests/test_pipeline_concealment.py keeps checking this for the shipped
 model. Only when there is no frame of the stream's size to hold yet is such a GOP decoded anyway.
 
-Streams may name another installed model than the receiver's own; it is loaded on first use, here in the
-decoder thread, so the event loop never waits for weights to load.
+Streams may name another installed model than the receiver's own; the installed models are listed once,
+when the decoder is made (not per datagram, on the event loop), and one is loaded on first use, here in
+the decoder thread, so the event loop never waits for weights to load.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 
 import numpy as np
@@ -47,6 +48,7 @@ class GopDecoder:
         self._seed = seed
         self._load_model = load_model
         self._codecs: dict[str, Codec] = {codec.model_id: codec}
+        self.models: Mapping[str, CodecGeometry] = installed_models(codec, load_model is not None)
         self._packetizer_for: tuple[tuple[object, ...], GopPacketizer] | None = None  # one stream at a time
         self._last_frame: np.ndarray | None = None
 
@@ -67,21 +69,6 @@ class GopDecoder:
         self._last_frame = frames[-1]
         return frames, outcome
 
-    def find_model(self, model_id: str) -> CodecGeometry | None:
-        """The geometry of a model that can decode ``model_id`` streams, or None (admission's question).
-
-        Only installed models are considered, matched by their full id, never a path from the network.
-        """
-        if model_id in self._codecs:
-            return self._codecs[model_id]
-        if self._load_model is None:
-            return None
-        try:
-            cards = list_models()
-        except ModelError:
-            return None
-        return next((card.config for card in cards if card.model_id == model_id), None)
-
     def _decode(self, gop: ReleasedGop) -> np.ndarray:
         descriptor = gop.descriptor
         codes, received = self._packetizer(descriptor).reassemble(gop.payloads)
@@ -101,10 +88,23 @@ class GopDecoder:
     def _codec_for(self, model_id: str) -> Codec:
         codec = self._codecs.get(model_id)
         if codec is None:
-            assert self._load_model is not None  # find_model accepts other models only with a loader
+            assert self._load_model is not None  # other models are admitted only with a loader
             codec = self._load_model(model_id.rpartition("@")[0])
             if codec.model_id != model_id:
                 raise ModelError(f"the stream needs model {model_id}, loading it gave {codec.model_id}")
             log.info("switched to model %s for this stream", model_id)
             self._codecs[model_id] = codec
         return codec
+
+
+def installed_models(codec: Codec, others: bool) -> dict[str, CodecGeometry]:
+    """Every model a receiver can decode with, by model id: ``codec``'s, and with ``others`` each installed
+    model (matched by its full id, never a path from the network). Reads the model cards once."""
+    models: dict[str, CodecGeometry] = {}
+    if others:
+        try:
+            models.update((card.model_id, card.config) for card in list_models())
+        except ModelError as error:
+            log.warning("cannot list the installed models (%s); only %s streams are decoded", error, codec.model_id)
+    models[codec.model_id] = codec
+    return models

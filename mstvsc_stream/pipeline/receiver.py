@@ -95,7 +95,7 @@ class Receiver:
         self._buffer = GopBuffer(playout_margin_s=config.playout_margin_s, sources=config.accept, guarded=True,
                                  learn_span=True)
         self._opener = DatagramOpener(config.key) if config.key is not None else None
-        self._admission = StreamAdmission(config.seed, self._decoder.find_model, codec.model_id)
+        self._admission = StreamAdmission(config.seed, self._decoder.models, codec.model_id)
         self._transport: DatagramReceiver | None = None
         self._playout: Playout | None = None
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="decode")
