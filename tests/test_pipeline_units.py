@@ -18,7 +18,9 @@ from test_gopbuffer import FakeSender
 from test_restarts_and_ends import StubCodec
 
 from mstvsc_stream.media import FileSource, read_frames, sample_clip_path
+from mstvsc_stream.model.config import CONFIGS
 from mstvsc_stream.net.eventloop import run
+from mstvsc_stream.net.gopbuffer import GopBuffer
 from mstvsc_stream.net.sources import SourcePolicy
 from mstvsc_stream.pipeline import decoding
 from mstvsc_stream.pipeline.admission import StreamAdmission, parse_descriptor
@@ -32,6 +34,7 @@ from mstvsc_stream.pipeline.gops import PulledFrames, gather_gops
 from mstvsc_stream.pipeline.metrics import Timings
 from mstvsc_stream.pipeline.playout import DecodedGop, Playout, frame_period
 from mstvsc_stream.pipeline.receiver import Receiver, ReceiverConfig
+from mstvsc_stream.pipeline.sender import Sender, SenderConfig
 from mstvsc_stream.wire import (
     DEFAULT_SEED,
     HEADER_SIZE,
@@ -40,6 +43,7 @@ from mstvsc_stream.wire import (
     SessionDescriptor,
     seed_fingerprint,
 )
+from mstvsc_stream.wire.limits import MAX_SEGMENTS_PER_GOP
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -87,6 +91,39 @@ def test_rate_cap_below_one_segment_is_a_one_line_error() -> None:
     with pytest.raises(ValueError, match=r"--kbps 1 is too low .* need \d+\.\d kbps") as err:
         segments_within_rate(DESCRIPTOR, 1.0)
     assert "\n" not in str(err.value)
+
+
+class SmallC48Geometry(StubCodec):
+    """The default model's geometry (encoding is never reached: the sender refuses first)."""
+
+    model_id = "mstvsc-small-c48@" + "00" * 8
+
+    def latent_length(self, height: int, width: int) -> int:
+        return CONFIGS["small-c48"].latent_length(height, width)
+
+
+class StillSource:
+    def __init__(self, size: tuple[int, int]) -> None:
+        self.size, self.fps = size, 30.0
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("size", "payload", "words"),
+    [((1280, 720), 3, "11520 segments per GOP exceed the limit of 4096"), ((4096, 2160), None, "4096x2160 frames")],
+)
+def test_the_sender_refuses_streams_receivers_refuse_in_one_line(
+    size: tuple[int, int], payload: int | None, words: str
+) -> None:
+    """``mstvsc-send --size 1280x720 --payload 3`` sent 11,520 segments per GOP that every receiver
+    refused (``descriptor_limit``): one shared limit, checked before the sender starts."""
+    config = SenderConfig("127.0.0.1:9", payload_size=payload)
+    with pytest.raises(ValueError, match="receivers refuse this stream") as refused:
+        Sender(SmallC48Geometry(), StillSource(size), config)  # type: ignore[arg-type]
+    assert words in str(refused.value) and "\n" not in str(refused.value)
+    assert GopBuffer()._max_segments == MAX_SEGMENTS_PER_GOP == 4096
 
 
 def test_end_of_input_datagrams_flag_the_last_gop() -> None:

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,14 @@ from test_cli_send_recv import TORCH, cli, free_udp_port, start, wait_for_line
 from test_cli_send_recv import tiny_model as tiny_model_folder  # noqa: F401 - a fixture
 from test_e2e_loopback import tiny_codec
 from test_fuzz import load_fuzz_tool
+from test_gopbuffer import FakeSender
+from test_restarts_and_ends import StubCodec
 
 from mstvsc_stream.cli.keygen import main as keygen
 from mstvsc_stream.cli.keygen import read_key_file
 from mstvsc_stream.media import FileSource, sample_clip_path
 from mstvsc_stream.net.eventloop import run
+from mstvsc_stream.net.gopbuffer import GopBufferStats
 from mstvsc_stream.net.loss import BernoulliLoss
 from mstvsc_stream.net.opening import MAX_SESSIONS, REPLAY_WINDOW, DatagramOpener, ReplayWindow
 from mstvsc_stream.net.relay import Impairment, start_relay
@@ -109,6 +113,40 @@ def test_forged_session_ids_create_no_state_and_authentic_ones_are_bounded() -> 
     assert len(opener._windows) == MAX_SESSIONS  # noqa: SLF001
 
 
+def test_the_followed_sessions_window_is_never_pushed_out() -> None:
+    """Authentic datagrams recorded from 16 earlier sessions, sent after the live session's, pushed its
+    window out and re-opened replays of it; the followed session's window is pinned."""
+    live = FakeSender(session_id=1)
+    sealer = Sealer(KEY, 1)
+    first = [sealer.seal(d) for d in live.gop(0)]
+    earlier = [Sealer(KEY, 100 + k).seal(FakeSender(session_id=100 + k).descriptor(0)) for k in range(MAX_SESSIONS)]
+
+    async def feed() -> dict:
+        receiver = Receiver(StubCodec(), ReceiverConfig("127.0.0.1:0", key=KEY))
+        for datagram in first:
+            receiver._on_datagram(datagram, ("127.0.0.1", 40000), 0.0)
+        for port, datagram in enumerate(earlier, 50000):  # replayed from elsewhere: second sources
+            receiver._on_datagram(datagram, ("127.0.0.1", port), 0.0)
+        receiver._on_datagram(first[1], ("127.0.0.1", 40000), 0.01)  # a replay of the live session
+        return receiver.report()
+
+    report = run(feed())
+    assert report["invalid_by_reason"]["replayed"] == 1 and report["segments_duplicate"] == 0
+
+
+def test_a_sequence_number_far_ahead_moves_the_window_without_a_huge_shift() -> None:
+    window = ReplayWindow()
+    window.accept(0)
+    tracemalloc.start()
+    try:
+        window.accept(2**32 - 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 16, f"{peak} bytes to move the window"
+    assert window.is_new(2**32 - 2) and not window.is_new(2**32 - 1) and not window.is_new(0)
+
+
 def test_many_forged_and_replayed_datagrams_are_never_accepted() -> None:
     """The short version of ``tools/fuzz_receiver.py --sealed`` (100,000 attacker datagrams there)."""
     report = load_fuzz_tool().fuzz(12_000, seed=3, sealed=True)
@@ -119,7 +157,7 @@ def test_many_forged_and_replayed_datagrams_are_never_accepted() -> None:
 
 
 def test_sealed_payloads_shrink_so_datagrams_keep_their_size() -> None:
-    big = 97_920  # 1920x1088 with mstvsc-small-c48
+    big = 195_840  # 1920x1088 with mstvsc-small-c48
     plain_size = HEADER_SIZE + default_payload_size(big)
     sealed = sealed_payload_size(big, None)
     assert sealed % 3 == 0 and HEADER_SIZE + sealed + SEAL_OVERHEAD <= plain_size == HEADER_SIZE + DEFAULT_MAX_PAYLOAD
@@ -140,6 +178,24 @@ def test_keygen_writes_a_private_key_and_refuses_to_overwrite(tmp_path: Path, ca
     path.chmod(0o644)
     assert keygen([str(path), "--force", "-q"]) == 0
     assert read_key_file(path) != key and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_keygen_force_replaces_a_symlink_itself_not_its_target(tmp_path: Path) -> None:
+    target = tmp_path / "not-a-key.txt"
+    target.write_text("someone else's file\n")
+    link = tmp_path / "stream.key"
+    link.symlink_to(target)
+    assert keygen([str(link), "-q"]) != 0, "without --force an existing path is refused"
+    assert keygen([str(link), "--force", "-q"]) == 0
+    assert target.read_text() == "someone else's file\n"
+    assert not link.is_symlink() and stat.S_IMODE(link.stat().st_mode) == 0o600
+    assert len(read_key_file(link)) == KEY_BYTES and sorted(p.name for p in tmp_path.iterdir()) == [
+        "not-a-key.txt", "stream.key"]
+
+
+def test_the_buffer_stats_have_no_broken_as_dict() -> None:
+    """``GopBufferStats.as_dict()`` was never called and broke on the per-reason Counter."""
+    assert not hasattr(GopBufferStats, "as_dict")
 
 
 def test_bad_key_files_are_one_line_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -22,15 +22,24 @@ log = logging.getLogger(__name__)
 
 
 def write_key_file(path: Path, key: bytes, force: bool = False) -> None:
-    """Write ``key`` readable by its owner only; refuse to replace a file unless ``force``."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    """Write ``key`` readable by its owner only; refuse to replace a file unless ``force``.
+
+    ``force`` writes a new file beside it and renames it over ``path``, so a symbolic link at ``path`` is
+    replaced itself: the file it points to (perhaps not the user's) is never written."""
+    target = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new") if force else path
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         raise ValueError(f"{path} exists; give --force to replace it") from None
-    with os.fdopen(fd, "w") as file:
-        os.fchmod(fd, 0o600)  # an existing file replaced with --force keeps its old mode otherwise
-        file.write(format_key(key))
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(format_key(key))
+        if force:
+            os.replace(target, path)
+    except BaseException:
+        if force:
+            target.unlink(missing_ok=True)
+        raise
 
 
 def read_key_file(path: Path) -> bytes:

@@ -6,7 +6,9 @@ RFC 4303 / RFC 6479: the highest sequence number seen and which of the :data:`RE
 below it have arrived; older numbers count as replays. Replay state changes only after a datagram
 authenticated, so forged sequence numbers cannot move a window, and windows exist only for sessions
 that sent at least one authentic datagram (the newest :data:`MAX_SESSIONS` of them), so forged session
-ids cannot grow memory.
+ids cannot grow memory. The followed session's window is pinned (:meth:`DatagramOpener.follow`):
+authentic datagrams recorded from many earlier sessions must not push it out and re-open replays of
+the live stream.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ class ReplayWindow:
     def accept(self, sequence: int) -> None:
         """Record ``sequence`` (which :meth:`is_new` approved) as accepted."""
         ahead = sequence - self._highest
-        if ahead > 0:
+        if ahead >= self._size:  # nothing of the old window stays in it: no shift of up to 2**32 bits
+            self._seen, self._highest = 1, sequence
+        elif ahead > 0:
             self._seen = (self._seen << ahead | 1) & ((1 << self._size) - 1)
             self._highest = sequence
         else:
@@ -61,8 +65,13 @@ class DatagramOpener:
     def __init__(self, key: bytes) -> None:
         self._unsealer = Unsealer(key)
         self._windows: OrderedDict[int, ReplayWindow] = OrderedDict()
+        self._followed: int | None = None
         self.dropped_by_reason: Counter[str] = Counter()
         self.opened = 0
+
+    def follow(self, session_id: int) -> None:
+        """Pin ``session_id``'s window (the session the receiver follows): it is never evicted."""
+        self._followed = session_id
 
     def open(self, datagram: bytes) -> Opened | None:
         """The authenticated plain datagram, or None (counted) for a forged, replayed or short one."""
@@ -78,8 +87,15 @@ class DatagramOpener:
         if window is None:
             window = self._windows[sealed.session_id] = ReplayWindow()
             if len(self._windows) > MAX_SESSIONS:
-                self._windows.popitem(last=False)
+                self._evict_oldest()
         self._windows.move_to_end(sealed.session_id)
         window.accept(sealed.sequence)
         self.opened += 1
         return Opened(plain, sealed.session_id)
+
+    def _evict_oldest(self) -> None:
+        oldest = next(iter(self._windows))
+        if oldest == self._followed:
+            self._windows.move_to_end(oldest)
+            oldest = next(iter(self._windows))
+        del self._windows[oldest]

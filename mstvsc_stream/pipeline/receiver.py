@@ -228,6 +228,8 @@ class Receiver:
         if not self._admission.admit(datagram, addr, followed=addr == self._buffer.source):
             return
         self._deliver(self._buffer.push(datagram, addr, arrival, session_id))
+        if self._opener is not None and self._buffer.descriptor is not None:
+            self._opener.follow(self._buffer.descriptor.session_id)
         self._announce()
         self._arm_timer()
 

@@ -36,6 +36,7 @@ from ..wire import (
     payload_size_for_packets,
     split_model_id,
 )
+from ..wire.limits import stream_limit_problem
 from ..wire.sealing import SEAL_OVERHEAD, Sealer, sealed_payload_size
 from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, segments_within_rate
 from .gops import CapturedGop, FrameFeed, PulledFrames, gather_gops
@@ -90,8 +91,9 @@ class SenderStats:
 class Sender:
     """Streams ``source`` encoded by ``codec`` to ``config.destination``; ``await run()`` once.
 
-    The constructor checks everything that can be checked before the network (payload size, rate cap
-    against the stream's needs) and raises ValueError with a one-line reason.
+    The constructor checks everything that can be checked before the network (payload size, the limits
+    every receiver applies, rate cap against the stream's needs) and raises ValueError with a one-line
+    reason.
     """
 
     def __init__(self, codec: Codec, source: FrameSource, config: SenderConfig) -> None:
@@ -106,6 +108,9 @@ class Sender:
         self.source = source
         self.config = config
         self.packetizer = GopPacketizer(n_elements, config.seed, payload_size)
+        problem = stream_limit_problem(width, height, n_elements, self.packetizer.n_segments)
+        if problem:
+            raise ValueError(f"receivers refuse this stream: {problem}")
         name, weights_hash = split_model_id(codec.model_id)
         self.descriptor = SessionDescriptor(
             new_session_id(), 0, 0, width, height, max(1, round(source.fps * 1000)), codec.gop, n_elements,
