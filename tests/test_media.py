@@ -310,3 +310,31 @@ def test_capture_thread_runs_a_real_file_source(clip: np.ndarray) -> None:
     with CaptureThread(FileSource(sample_clip_path(), frames=8), capacity=CLIP_FRAMES) as capture:
         images = [frame.image for frame in capture]
     assert np.array_equal(np.stack(images), clip[:8])
+
+
+class BlockedSource(CountingSource):
+    """Delivers one frame, then blocks inside its next read until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.release = threading.Event()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        yield np.zeros((48, 64, 3), np.uint8)
+        self.release.wait(30)
+        yield np.zeros((48, 64, 3), np.uint8)
+
+
+def test_stopping_capture_never_waits_for_a_blocked_read() -> None:
+    """The sender's signal handler calls stop() on the event loop; a source stuck in a read (a camera
+    that hangs) held the loop for up to 5 s. stop() now only signals; join() waits, off the loop."""
+    source = BlockedSource()
+    capture = CaptureThread(source, capacity=4).start()
+    assert capture.get(timeout=10) is not None
+    stopping = threading.Thread(target=capture.stop)
+    stopping.start()
+    stopping.join(2.0)
+    assert not stopping.is_alive() and not source.release.is_set(), "stop() waited for the blocked read"
+    assert capture.get(timeout=1) is None and not source.closed
+    source.release.set()
+    assert capture.join(10) and source.closed

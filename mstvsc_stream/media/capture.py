@@ -80,25 +80,29 @@ class CaptureThread:
         while (frame := self.get()) is not None:
             yield frame
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ends capture: the thread finishes its current frame, closes the source and exits.
-
-        A source blocked inside a read longer than ``timeout`` is left to its daemon thread; :meth:`get`
-        returns ``None`` from now on either way.
-        """
+    def stop(self) -> None:
+        """Ends capture without waiting (a signal handler on the event loop may call it): the thread
+        finishes its current frame, closes the source and exits; :meth:`get` returns ``None`` from now on.
+        :meth:`join` waits for the source to be closed."""
         self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
         with self._ready:
             self._frames.clear()
             self._finished = True
             self._ready.notify_all()
+
+    def join(self, timeout: float = 5.0) -> bool:
+        """Wait (not on an event loop) for the thread to close the source; False if a read still blocks
+        after ``timeout`` seconds (the daemon thread is then left to it)."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def __enter__(self) -> CaptureThread:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+        self.join()
 
     def _run(self) -> None:
         period = 1.0 / self.source.fps

@@ -45,6 +45,7 @@ from .metrics import Timings, format_report
 log = logging.getLogger(__name__)
 
 _Mailbox = asyncio.Queue  # of CapturedGop, then None (input ended) or the Exception that ended capture
+CAPTURE_CLOSE_S = 5.0  # how long a sender that ends waits, off the event loop, for its source to close
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,8 @@ class Sender:
             reader.shutdown(wait=False, cancel_futures=True)
             encoder.shutdown(wait=False, cancel_futures=True)
             log.info("sender finished: %s", format_report(self.report()))
+        if self._capture is not None and not await asyncio.to_thread(self._capture.join, CAPTURE_CLOSE_S):
+            log.warning("the source is still blocked in a read after %.0f s; leaving it behind", CAPTURE_CLOSE_S)
 
     def _open_feed(self) -> FrameFeed:
         if not self.config.realtime:
