@@ -145,23 +145,31 @@ def test_end_flags_from_other_hosts_or_for_old_gops_end_nothing(policy: SourcePo
     assert_payloads_match(sender, released)
 
 
-def test_a_forged_end_flag_for_the_newest_gop_is_cancelled_by_the_next_gop() -> None:
-    """From the sender's own address (plain: a spoofer), at the newest GOP: the stream goes on within a
-    GOP duration, so it is not over."""
+@pytest.mark.parametrize("flagged", [6, 7, 9])
+def test_a_forged_end_flag_for_the_newest_gop_or_a_later_one_is_cancelled_by_the_next_gop(flagged: int) -> None:
+    """From the sender's own address (plain: a spoofer), for the newest GOP or one still to come: the
+    stream goes on within a GOP duration, so it is not over."""
     sender = FakeSender()
-    released = ended_stream_attempts(GopBuffer(sources=LOCKED, guarded=True), sender, [(6, ADDR), (7, ADDR)])
+    released = ended_stream_attempts(GopBuffer(sources=LOCKED, guarded=True), sender, [(flagged, ADDR)])
     assert counters(released) == list(range(12))
 
 
-def test_the_real_end_flag_ends_the_stream_one_gop_duration_later() -> None:
+@pytest.mark.parametrize("own_copy", [False, True], ids=["after_the_gop", "on_its_own_descriptor"])
+def test_the_real_end_flag_ends_the_stream_one_gop_duration_later(own_copy: bool) -> None:
+    """A sender flags its last GOP after sending it (or, another sender, on that GOP's own descriptor,
+    before its segments: then nothing newer than the GOP after the newest may come for two GOPs)."""
     sender, buffer = FakeSender(), GopBuffer(sources=LOCKED, guarded=True, playout_margin_s=0.05)
     released = []
     for counter in range(4):
-        released += push_timed(buffer, gop_at(sender, counter, counter * GOP_S, end=counter == 3))
-    assert not buffer.finished
-    assert buffer.next_deadline() == pytest.approx(3 * GOP_S + GOP_S + 0.05)
-    released += buffer.poll(buffer.next_deadline())
-    assert buffer.finished and counters(released) == [0, 1, 2, 3] and released[-1].end_of_input
+        released += push_timed(buffer, gop_at(sender, counter, counter * GOP_S, end=own_copy and counter == 3))
+    if own_copy:
+        due = 3 * GOP_S + 2 * GOP_S + 0.05
+    else:
+        released += buffer.push(sender.descriptor(3, end=True), ADDR, 3.5 * GOP_S)
+        due = 3.5 * GOP_S + GOP_S + 0.05
+    assert not buffer.finished and buffer.next_deadline() == pytest.approx(due)
+    released += buffer.poll(due)
+    assert buffer.finished and counters(released) == [0, 1, 2, 3]
 
 
 class StubCodec:
@@ -209,7 +217,7 @@ def test_an_ended_session_replayed_from_elsewhere_is_stale(policy: SourcePolicy)
     released = []
     for counter in range(6):
         released += push_timed(buffer, gop_at(sender, counter, counter * GOP_S, end=counter == 5))
-    released += buffer.poll(7 * GOP_S)
+    released += buffer.poll(8 * GOP_S)
     assert buffer.finished and counters(released) == list(range(6))
     replayed = []
     for counter in range(6):

@@ -2,9 +2,10 @@
 
 The flag rides on the last GOP's descriptor (the sender repeats it after that GOP). Anyone who has read
 one descriptor can forge it, so a receiver honours it only when it comes from the followed source and
-session (the GOP buffer's job), names a GOP at or after the newest one received, and nothing newer follows
-within one GOP duration: a forged flag in the middle of a live stream is cancelled by the stream's next
-GOP. A plain stream can still be ended by a spoofer of the sender's own address; sealed streams cannot.
+session (the GOP buffer's job), names the newest GOP received or the one after it (whose own datagrams
+may all have been lost, or not have come yet when the flag rides on its own descriptor), and nothing
+newer follows within a GOP duration of that GOP: a forged flag in the middle of a live stream, even one
+naming the GOP still to come, is cancelled by the stream's next GOP. A plain stream can still be ended by a spoofer of the sender's own address; sealed streams cannot.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ class EndWatch:
     def __init__(self) -> None:
         self._end: EndOfInput | None = None
 
-    def flagged(self, counter: int, newest: int, now: float, wait_s: float) -> None:
+    def flagged(self, counter: int, newest: int, now: float, gop_duration_s: float, margin_s: float) -> None:
         """An end flag for GOP ``counter`` from the followed session at ``now``; ``newest``: the newest GOP
-        received; ``wait_s``: how long nothing newer must follow (a GOP duration and the playout margin)."""
-        if counter >= newest:  # an earlier GOP flagged (a replay, or a forgery) ends nothing
-            self._end = EndOfInput(counter, now + wait_s)
+        received. Nothing newer may follow for a GOP duration per GOP flagged ahead, and ``margin_s``."""
+        ahead = counter - newest
+        if 0 <= ahead <= 1:  # an earlier GOP (a replay, a forgery) or one further ahead (a forgery) ends nothing
+            self._end = EndOfInput(counter, now + (ahead + 1) * gop_duration_s + margin_s)
 
     def saw(self, counter: int) -> None:
         """A datagram of the followed session (not an end flag) for GOP ``counter``."""

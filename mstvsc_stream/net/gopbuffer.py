@@ -21,8 +21,8 @@ Like a jitter buffer, it sits between the UDP endpoint and the decoder:
   once the followed address has been silent for ``silence_s`` (no datagram that fits the current
   session's timeline), meanwhile the newcomer's descriptors are counted (``second_source``) and its
   segments held like orphans.
-* The end-of-input flag is believed only from the followed source and session, for a GOP at or after the
-  newest one, and only once nothing newer followed within a GOP duration (:mod:`.ending`); then the
+* The end-of-input flag is believed only from the followed source and session, for the newest GOP (or
+  the next), and only once nothing newer followed within a GOP duration (:mod:`.ending`); then the
   session is over: :attr:`finished`, and its descriptors are ``stale_session`` from then on.
 * A GOP whose own descriptor copies were all lost (most of them at 90 % loss) is released with the newest
   descriptor extrapolated to its counter (``descriptor_inferred``); the geometry is fixed per session, and
@@ -396,7 +396,7 @@ class GopBuffer:
         self._session_seen = self._descriptor_seen = now
         if descriptor.end_of_input:  # often after its GOP left: a sender knows its last GOP only at the end
             newest = max(self._described, self._next - 1)  # made-up GOP numbers do not count
-            self._end.flagged(counter, newest, now, session.gop_duration_s + self._playout_margin_s)
+            self._end.flagged(counter, newest, now, session.gop_duration_s, self._playout_margin_s)
         else:
             self._end.saw(counter)
         if counter < self._next:
