@@ -81,22 +81,30 @@ def test_made_up_datagrams_from_elsewhere_leave_the_receive_path_and_its_stream_
     arrivals = [(d, tool.SENDER) for c in range(6) for d in stream.gop(c)]
     for made_up in garbage:  # anywhere in the stream, which itself arrives in order
         arrivals.insert(rng.randrange(len(arrivals) + 1), (made_up, OTHER_ADDR))  # type: ignore[attr-defined]
-    released = [gop for datagram, addr in arrivals for gop in path.push(datagram, addr, 0.0) or []]
+    released = [gop for datagram, addr in arrivals for gop in path.push(datagram, addr, 0.0)[0]]
     released += path.buffer.poll(float("inf"))
     assert counters(released) == list(range(6))
-    assert all(dict(enumerate(stream.sent[gop.counter])) == dict(gop.payloads) for gop in released)
+    session = stream.base.session_id
+    assert all(dict(enumerate(stream.sent[session, gop.counter])) == dict(gop.payloads) for gop in released)
 
 
-def test_the_mutation_loop_finds_nothing_and_the_stream_comes_out() -> None:
-    """The short version of ``tools/fuzz_receiver.py``: half the attacker's datagrams spoof the sender."""
-    report = load_fuzz_tool().fuzz(20_000, seed=5)
+def test_the_mutation_loop_finds_nothing_when_half_the_attacks_spoof_the_sender() -> None:
+    """The short version of ``tools/fuzz_receiver.py``: half the attacker's datagrams spoof the sender. A
+    plain stream cannot tell those from the sender's: spoofed new session ids replace the session at once
+    (as a restart behind that address does), so only exceptions and memory are checked."""
+    report = load_fuzz_tool().fuzz(20_000, seed=5, session_gops=25)
     assert report.exceptions == 0, report.first_exception
-    assert report.passed(protected=False) and report.gops_out == report.gops_sent > 100
-    assert report.rss_growth_mb < 20
+    assert report.passed(protected=False) and report.rss_growth_mb < 20
+    assert report.sessions_followed > report.sessions_sent and report.attacks_taken_by_kind["new_session"] > 0
 
 
 def test_with_the_source_locked_other_senders_change_nothing() -> None:
-    """No datagram claims the sender's address: the lock keeps every GOP whole and genuine."""
-    report = load_fuzz_tool().fuzz(20_000, seed=6, spoofed=0.0)
-    assert report.passed(protected=True) and report.gops_out_genuine == report.gops_sent
-    assert report.invalid_by_reason["foreign_source"] > 10_000
+    """No datagram claims the sender's address: across sessions that end (then replayed from elsewhere)
+    and restarts behind the sender's address, with end flags, random model ids and new session ids from
+    other hosts, every GOP comes out whole and genuine and no attacker datagram is taken."""
+    report = load_fuzz_tool().fuzz(20_000, seed=6, spoofed=0.0, session_gops=25)
+    assert report.passed(protected=True) and report.gops_out_genuine == report.gops_sent > 100
+    assert report.sessions_sent >= 5 and report.attacks_taken == 0
+    assert report.invalid_by_reason["foreign_source"] > 8_000 and report.invalid_by_reason["model_mismatch"] > 0
+    kinds = report.attacks_by_kind
+    assert min(kinds[k] for k in ("end_flag", "earlier_session", "random_model", "new_session")) > 100

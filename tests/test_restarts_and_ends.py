@@ -260,3 +260,17 @@ def test_idle_exit_fires_while_junk_keeps_arriving() -> None:
 
     report = run(scenario())
     assert report["end_reason"] == "idle" and report["gops_released"] == 2 and report["invalid_datagrams"] > 10
+
+
+def test_a_newcomer_waiting_when_the_stream_ends_is_followed_with_everything_it_sent() -> None:
+    old, new = FakeSender(session_id=1), FakeSender(session_id=2)
+    buffer = GopBuffer(sources=LOCKED, guarded=True, playout_margin_s=0.05)
+    released = []
+    for counter in range(3):
+        released += push_timed(buffer, gop_at(old, counter, counter * GOP_S))
+    released += buffer.push(old.descriptor(2, end=True), ADDR, 2.5 * GOP_S)
+    for counter in range(2):  # a new sender on another port starts before the end has held
+        released += push_timed(buffer, gop_at(new, counter, 2.6 * GOP_S + counter * 0.01), addr=OTHER_ADDR)
+    released += buffer.poll(2.5 * GOP_S + GOP_S + 0.05)
+    assert sessions_and_counters(released) == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1)]
+    assert all(len(gop.payloads) == new.packetizer.n_segments for gop in released[3:])

@@ -115,7 +115,8 @@ class GopBufferStats:
     segments_received: int = 0  # over released GOPs
     segments_late: int = 0
     segments_duplicate: int = 0
-    segments_orphaned: int = 0  # held before any descriptor (or for a newcomer) and never usable
+    segments_held: int = 0  # kept before their session's descriptor (a first one, a newcomer's, a restart's)
+    segments_orphaned: int = 0  # held and never usable
     invalid_datagrams: int = 0
     invalid_by_reason: Counter[str] = field(default_factory=Counter)
 
@@ -261,7 +262,7 @@ class GopBuffer:
             if header.is_descriptor:
                 self._accept_descriptor(header, datagram, addr, now, session_id, released)
             elif self._session is None or self._held_for_newcomer(addr, session_id):
-                self.stats.segments_orphaned += self._orphans.hold(HeldDatagram(bytes(datagram), addr, now, session_id))
+                self._hold(HeldDatagram(bytes(datagram), addr, now, session_id))
             else:
                 self._accept_segment(header, datagram, addr, now, session_id)
         except WireError as err:
@@ -277,7 +278,9 @@ class GopBuffer:
         released = self._take_over(now) if waited else []
         end = self._end.ended(now) if self._session is not None else None
         if end is not None:
-            return released + self._finish(end.counter)
+            released += self._finish(end.counter)
+            if self._newcomer is not None:  # no need to wait for the silence of a stream that has ended
+                released += self._take_over(now)
         session = self._session
         if session is None:
             return released
@@ -353,6 +356,11 @@ class GopBuffer:
         if session_id is not None:
             return session_id == newcomer.descriptor.session_id
         return addr != self._source
+
+    def _hold(self, held: HeldDatagram) -> None:
+        """Keep a segment that no session explains yet (bounded; the oldest go, counted as orphaned)."""
+        self.stats.segments_held += not held.counted
+        self.stats.segments_orphaned += self._orphans.hold(held)
 
     def _silent(self, now: float) -> bool:
         return self._session is None or now - self._session_seen >= self._sources.silence_s
@@ -510,13 +518,18 @@ class GopBuffer:
 
     def _finish(self, last: int) -> list[ReleasedGop]:
         """The session ended with GOP ``last``: release through it, forget what a forgery may have opened
-        beyond it, and remember the session as over (its descriptors are stale from now on)."""
+        beyond it and what its address left held, and remember the session as over (its descriptors are
+        stale from now on). A newcomer waiting meanwhile keeps what it sent."""
         assert self._session is not None
         released = self._release_through(last)
         self._pending.clear()
-        self.stats.segments_orphaned += len([held for held in self._orphans.take() if not held.counted])
+        for held in self._orphans.take():
+            if held.addr != self._source:
+                self._orphans.hold(held)
+            elif not held.counted:
+                self.stats.segments_orphaned += 1
         self._retired.append(self._session.session_id)
-        self._session = self._source = self._newcomer = None
+        self._session = self._source = None
         self._finished = True
         return released
 
@@ -543,20 +556,20 @@ class GopBuffer:
             if session_id in self._retired:
                 raise WireError("stale_session", f"segment sealed under session {session_id:#x}, replaced or ended")
             # a session that has not shown its descriptor yet: the sender restarting
-            self.stats.segments_orphaned += self._orphans.hold(HeldDatagram(bytes(datagram), addr, now, session_id))
+            self._hold(HeldDatagram(bytes(datagram), addr, now, session_id))
             return
         try:
             counter = self._place(header, datagram, session)
         except WireError:
             if session_id is None:  # perhaps a new session from this address whose descriptor is still due
-                self._orphans.hold(HeldDatagram(bytes(datagram), addr, now, None, counted=True))
+                self._hold(HeldDatagram(bytes(datagram), addr, now, None, counted=True))
             raise
         if counter < self._next:
             self._count_late(counter)
             if self._spread is not None:
                 self._spread.late(counter, now)
             if session_id is None and counter < self._next - _LATE_SLACK:  # later than any real reordering
-                self._orphans.hold(HeldDatagram(bytes(datagram), addr, now, None, counted=True))
+                self._hold(HeldDatagram(bytes(datagram), addr, now, None, counted=True))
             return
         self._session_seen = now
         self._end.saw(counter)
