@@ -443,7 +443,7 @@ class GopBuffer:
                 session.session_id, self._source, now - self._session_seen, descriptor.session_id, addr,
             )  # fmt: skip
         if new_session:
-            restarted = session is not None and addr == self._source
+            restarted = session is not None and addr == self._source and not sealed  # sealed: held by session id
             released += self._start_session(descriptor, addr, self._unexplained(descriptor) if restarted else [])
             return
         assert session is not None
