@@ -33,7 +33,7 @@ import secrets
 import sys
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +66,7 @@ FPS = 30.0
 SENDER = ("192.0.2.1", 40000)
 HISTORY = 4096  # valid datagrams remembered for replays and mutations (current session, and earlier ones)
 SESSION_GOPS = 200  # GOPs per session of the valid stream (default)
+SENT_KEPT = 512  # sent GOPs remembered until released: older ones can no longer come out (bounds this tool's memory)
 RSS_LIMIT_MB = 20.0
 
 
@@ -105,6 +106,7 @@ class ValidStream:
         self.session_gops = session_gops
         self.sessions = [self.base.session_id]
         self.sent: dict[tuple[int, int], list[bytes]] = {}  # by session id and counter, until released
+        self._sent_order: deque[tuple[int, int]] = deque()
         self.latest = (0, list[bytes]())  # the newest GOP's counter and segment payloads
         self.gops_sent = 0
 
@@ -121,6 +123,9 @@ class ValidStream:
         codes = self.rng.integers(-4, 4, self.packetizer.n_elements, dtype=np.int8)
         segments = self.packetizer.segments(codes)
         self.sent[self.base.session_id, counter] = segments
+        self._sent_order.append((self.base.session_id, counter))
+        if len(self._sent_order) > SENT_KEPT:
+            self.sent.pop(self._sent_order.popleft(), None)
         self.latest = (counter, segments)
         self.gops_sent += 1
         return self._sealed(gop_datagrams(self.descriptor(counter), segments, len(segments), DESCRIPTOR_COPIES))
@@ -303,7 +308,7 @@ class FuzzReport:
     attacks_taken: int = 0  # attacker datagrams placed in a GOP or followed (not dropped, counted or held)
     attacks_taken_by_kind: Counter[str] = field(default_factory=Counter)
     sessions_sent: int = 0
-    sessions_followed: int = 0  # sessions the receiver followed (the stream's, and any it was made to)
+    sessions_followed: int = 0  # times the session whose GOPs come out changed (the stream's, and any forced on it)
     gops_sent: int = 0
     gops_out: int = 0  # of the stream's sessions, sent ones, in counter order within each session
     gops_out_with_data: int = 0  # not concealed
@@ -377,14 +382,16 @@ class Tally:
 
     def __init__(self, stream: ValidStream, report: FuzzReport) -> None:
         self.stream, self.report = stream, report
-        self.last_out: dict[int, int] = {}
-        self.followed: set[int] = set()
+        self.last_out: dict[int, int] = {}  # of the stream's sessions (a few dozen)
+        self.followed: int | None = None
 
     def __call__(self, released: list[ReleasedGop]) -> None:
         stream, report = self.stream, self.report
         for gop in released:
             session_id = gop.descriptor.session_id
-            self.followed.add(session_id)
+            if session_id != self.followed:
+                self.followed = session_id
+                report.sessions_followed += 1
             if session_id not in stream.sessions:
                 continue
             sent = stream.sent.pop((session_id, gop.counter), None)
@@ -448,7 +455,6 @@ def fuzz(
         report.valid_datagrams += 1
     tally(path.buffer.poll(float("inf")))
     report.gops_sent, report.sessions_sent = stream.gops_sent, len(stream.sessions)
-    report.sessions_followed = len(tally.followed)
     report.rss_end_mb = rss_mb()
     report.seconds = round(time.perf_counter() - started, 1)
     report.invalid_by_reason = path.invalid_by_reason()
