@@ -170,7 +170,7 @@ def send_by_hand(codec: TorchCodec, gops: list[tuple[int, int, int]], config: Re
             segments = packetizer.segments(codec.encode(frames[counter * 4 : counter * 4 + 4]))
             descriptor = replace(first, gop_counter=counter, flags=flags)
             kept = len(segments) - left_out
-            await link.send_paced(gop_datagrams(descriptor, segments, kept, copies=3), 0.05)
+            await link.send_paced(gop_datagrams(descriptor, segments, range(kept), copies=3), 0.05)
         report = await asyncio.wait_for(receiving, 20)
         link.close()
         return report

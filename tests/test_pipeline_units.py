@@ -62,7 +62,7 @@ SEGMENTS = PACKETIZER.segments(np.random.default_rng(0).integers(-4, 4, N_ELEMEN
 
 @pytest.mark.parametrize("count", [1, 5, PACKETIZER.n_segments])
 def test_gop_datagrams_carry_the_chosen_segments_and_spread_descriptor_copies(count: int) -> None:
-    datagrams = gop_datagrams(DESCRIPTOR, SEGMENTS, count, copies=3)
+    datagrams = gop_datagrams(DESCRIPTOR, SEGMENTS, range(count), copies=3)
     assert len(datagrams) == count + 3
     headers = [SegmentHeader.parse(d) for d in datagrams]
     assert {h.gop for h in headers} == {300 % 256}

@@ -128,7 +128,7 @@ class ValidStream:
             self.sent.pop(self._sent_order.popleft(), None)
         self.latest = (counter, segments)
         self.gops_sent += 1
-        return self._sealed(gop_datagrams(self.descriptor(counter), segments, len(segments), DESCRIPTOR_COPIES))
+        return self._sealed(gop_datagrams(self.descriptor(counter), segments, range(len(segments)), DESCRIPTOR_COPIES))
 
     def end(self, last: int) -> list[bytes]:
         return self._sealed(end_of_input_datagrams(self.descriptor(last)))

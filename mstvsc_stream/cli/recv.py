@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="finish after this much silence from the followed stream, counted from the first "
                         "datagram (junk and refused streams keep nothing alive)")
     p.add_argument("--stay", action="store_true", help="keep listening after the sender's end of input")
+    p.add_argument("--no-feedback", dest="feedback", action="store_false",
+                   help="send no receiver reports (the sender then runs open loop, without congestion control)")
     p.add_argument("--playout-ms", type=checked(non_negative_number), default=50.0, metavar="MS",
                    help="jitter margin: wait this long past the time a GOP's datagrams take to arrive (learned "
                         "from the stream) for its late segments (default 50)")
@@ -93,6 +95,7 @@ def _config(args: argparse.Namespace) -> ReceiverConfig:
         playout_margin_s=args.playout_ms / 1000.0,
         status_interval_s=args.status_interval,
         key=None if args.key_file is None else read_key_file(args.key_file),
+        feedback=args.feedback,
         accept=SourcePolicy.parse(args.accept, args.source_timeout),
     )
 

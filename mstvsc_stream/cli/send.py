@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     payload.add_argument("--packets", type=checked(positive_int), metavar="N", help="segments per GOP instead")
     p.add_argument("--kbps", type=checked(positive_number), metavar="K",
                    help="rate cap on UDP payload, descriptors included: send only the segments of each GOP that "
-                        "fit (the receiver counts the rest lost)")
+                        "fit (the receiver counts the rest lost); the congestion controller stays under it")
+    p.add_argument("--no-feedback", dest="feedback", action="store_false",
+                   help="ignore receiver reports: no congestion control, a fixed rate (--kbps or the full rate)")
     p.add_argument("--key-file", type=Path, metavar="PATH",
                    help="authenticate and encrypt every datagram with this key (mstvsc-keygen writes one); "
                         "the receiver needs the same file")
@@ -93,6 +95,7 @@ def _config(args: argparse.Namespace) -> SenderConfig:
         payload_size=args.payload,
         packets=args.packets,
         kbps=args.kbps,
+        feedback=args.feedback,
         ttl=args.ttl,
         iface=args.iface,
         pacing=args.pacing,

@@ -20,7 +20,7 @@ class RateLimiter:
             raise ValueError(f"rate must be a positive number of kbit/s, got {kbps}")
         if burst_s < 0.0:
             raise ValueError(f"burst must be non-negative, got {burst_s} s")
-        self.kbps = kbps
+        self.kbps = kbps  # may change between bookings (a rate schedule); booked datagrams keep their times
         self.burst_s = burst_s
         self._link_free_at = float("-inf")  # when everything booked so far has been serialised
 
@@ -35,6 +35,10 @@ class RateLimiter:
     def book(self, size: int, start: float) -> None:
         """Record ``size`` bytes that started at ``start`` (a conforming moment)."""
         self._link_free_at = max(self._link_free_at, start) + self.transmission_time(size)
+
+    def backlog(self, now: float) -> float:
+        """Seconds until everything booked so far has been serialised (the queue, as time at the link)."""
+        return max(0.0, self._link_free_at - now)
 
     def reserve(self, size: int, earliest: float) -> float:
         """Book ``size`` bytes at the soonest conforming moment from ``earliest`` on, and return it."""

@@ -47,9 +47,15 @@ class ReceiverStats:
 
 
 class _SenderProtocol(asyncio.DatagramProtocol):
-    def __init__(self, stats: SenderStats) -> None:
+    def __init__(self, stats: SenderStats, on_datagram: DatagramHandler | None) -> None:
         self.stats = stats
         self.paused = False
+        self.on_datagram = on_datagram
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        """Datagrams back from the destination (the socket is connected: from nowhere else), e.g. reports."""
+        if self.on_datagram is not None:
+            self.on_datagram(data, addr, time.monotonic())
 
     def error_received(self, exc: Exception) -> None:
         self.stats.send_errors += 1
@@ -185,8 +191,10 @@ class DatagramSender(_UdpEndpoint):
         iface: str | None = None,
         kbps: float | None = None,
         burst_s: float = DEFAULT_BURST_S,
+        on_datagram: DatagramHandler | None = None,
     ) -> DatagramSender:
-        """Open a sender; ``ttl`` and ``iface`` apply to multicast groups, ``kbps`` caps the payload rate."""
+        """Open a sender; ``ttl`` and ``iface`` apply to multicast groups, ``kbps`` caps the payload rate,
+        ``on_datagram`` gets what the destination sends back (receiver reports)."""
         limiter = None if kbps is None else RateLimiter(kbps, burst_s)
         target = await resolve_endpoint(_as_endpoint(destination), local=False)
 
@@ -196,7 +204,9 @@ class DatagramSender(_UdpEndpoint):
 
         sock = _udp_socket(target, setup, "send to")
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(lambda: _SenderProtocol(SenderStats()), sock=sock)
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _SenderProtocol(SenderStats(), on_datagram), sock=sock
+        )
         return cls(transport, protocol, target, limiter)
 
     @staticmethod
@@ -226,13 +236,15 @@ class DatagramSender(_UdpEndpoint):
         """Send one datagram as soon as the rate cap (if any) allows."""
         await self.send_paced((data,), 0.0)
 
-    async def send_paced(self, datagrams: Sequence[bytes], span_s: float) -> None:
+    async def send_paced(
+        self, datagrams: Sequence[bytes], span_s: float, on_sent: Callable[[bytes, float], None] | None = None
+    ) -> None:
         """Spread ``datagrams`` evenly over the next ``span_s`` seconds: datagram i leaves at i*span_s/n.
 
         Bursts sent back to back overflow shallow router and socket queues; spacing them over the
         frame interval avoids that. Times are absolute, so a late timer makes the next datagrams catch up
         instead of stretching the batch. With a rate cap, a datagram also waits until the link allows it.
-        ``close()`` ends a batch in progress.
+        ``close()`` ends a batch in progress. ``on_sent(datagram, time)`` learns when each one left.
         """
         if span_s < 0.0:
             raise ValueError(f"span must be non-negative, got {span_s} s")
@@ -248,22 +260,25 @@ class DatagramSender(_UdpEndpoint):
                 await asyncio.sleep(wait)
                 if self._closed:
                     return
+            now = time.monotonic()
             if self._limiter is not None:
-                self._limiter.book(len(data), time.monotonic())
-            self._transmit(data)
+                self._limiter.book(len(data), now)
+            if self._transmit(data) and on_sent is not None:
+                on_sent(data, now)
 
     def _conforming_start(self, due: float) -> float:
         return due if self._limiter is None else self._limiter.earliest_start(due)
 
-    def _transmit(self, data: bytes) -> None:
+    def _transmit(self, data: bytes) -> bool:
         if self._closed:
             raise RuntimeError("send on a closed DatagramSender")
         if self._protocol.paused:
             self.stats.dropped += 1
-            return
+            return False
         self._transport.sendto(data)
         self.stats.datagrams += 1
         self.stats.bytes += len(data)
+        return True
 
     def close(self) -> None:
         self._closed = True
@@ -280,6 +295,15 @@ class DatagramReceiver(_UdpEndpoint):
     def __init__(self, transport: asyncio.DatagramTransport, stats: ReceiverStats) -> None:
         super().__init__(transport)
         self.stats = stats
+
+    def send_to(self, data: bytes, address: tuple) -> None:
+        """Send one datagram back from the listening port (receiver reports, the relay's reverse path);
+        a full socket buffer or an unreachable peer only loses it, as UDP would."""
+        try:
+            self._transport.sendto(data, address)
+        except OSError as exc:
+            self.stats.errors += 1
+            log.debug("send to %s failed: %s", address, exc)
 
     @classmethod
     async def open(

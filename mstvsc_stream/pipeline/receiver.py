@@ -9,7 +9,9 @@ decoder (one worker thread, off the event loop); when decoding falls behind, the
 not decoded but shows the last frame again (``gops_held``), so playback never stalls and frames out
 still equal frames sent.
 
-How a GOP becomes frames, and why a lost one holds the last frame, is in :mod:`.decoding`.
+How a GOP becomes frames, and why a lost one holds the last frame, is in :mod:`.decoding`. A unicast
+receiver reports what arrives back to the sender (:class:`.closedloop.ReceiverReports`) unless ``feedback``
+is off.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..media import Display
-from ..net.endpoint import Endpoint
+from ..net.endpoint import Endpoint, is_multicast, parse_endpoint
 from ..net.gopbuffer import GopBuffer, ReleasedGop
 from ..net.opening import DatagramOpener
 from ..net.sources import SourcePolicy
@@ -33,6 +35,7 @@ from ..net.transport import DatagramReceiver
 from ..runtime.base import Codec, backend_name
 from ..wire import DEFAULT_SEED, SessionDescriptor
 from .admission import StreamAdmission
+from .closedloop import REPORT_INTERVAL_S, ReceiverReports
 from .decoding import GopDecoder, Outcome
 from .metrics import Timings, format_report
 from .playout import DecodedGop, Playout
@@ -61,6 +64,7 @@ class ReceiverConfig:
     status_interval_s: float = 5.0
     key: bytes | None = None  # sealed stream: only datagrams sealed under this key are accepted
     accept: SourcePolicy = SourcePolicy(lock=True)  # which senders are followed, and when another takes over
+    feedback: bool = True  # send receiver reports to a unicast sender (congestion control)
 
     def __post_init__(self) -> None:
         for name in ("duration_s", "idle_exit_s"):
@@ -110,6 +114,7 @@ class Receiver:
         self._announced: SessionDescriptor | None = None
         self._first_counter: int | None = None
         self._outcomes = dict.fromkeys(Outcome, 0)
+        self._reports = ReceiverReports(config.key)
         self.end_reason = ""
 
     @property
@@ -153,6 +158,8 @@ class Receiver:
         decoding = asyncio.create_task(self._decode_loop())
         playing = asyncio.create_task(self._playout_loop())
         helpers = [asyncio.create_task(self._report_periodically())]
+        if self.config.feedback and not self._listens_to_group():
+            helpers.append(asyncio.create_task(self._send_reports()))
         if self.config.idle_exit_s is not None:
             helpers.append(asyncio.create_task(self._exit_when_idle(self.config.idle_exit_s)))
         duration = None
@@ -210,6 +217,7 @@ class Receiver:
             "decode_ms_p95": self._decoder.decode_ms.percentile(95),
             "latency_ms_p50": latency.percentile(50),
             "latency_ms_p95": latency.percentile(95),
+            "reports_sent": self._reports.sent,
         }
 
     # --- event loop: datagrams, deadlines, queueing ---------------------------------------------------
@@ -230,6 +238,8 @@ class Receiver:
         self._deliver(self._buffer.push(datagram, addr, arrival, session_id))
         if self._opener is not None and self._buffer.descriptor is not None:
             self._opener.follow(self._buffer.descriptor.session_id)
+        if addr == self._buffer.source:
+            self._reports.segment(datagram, self._buffer.descriptor, session_id, arrival)
         self._announce()
         self._arm_timer()
 
@@ -340,6 +350,17 @@ class Receiver:
                 "n/a" if loss is None else f"{loss:.1%}", r["frames_out"], r["invalid_datagrams"],
                 self._decoder.decode_ms.summary(), self._playout.latency_ms.summary() if self._playout else "n/a",
             )  # fmt: skip
+
+    def _listens_to_group(self) -> bool:
+        listen = self.config.listen
+        return is_multicast((parse_endpoint(listen) if isinstance(listen, str) else listen).host)
+
+    async def _send_reports(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL_S)
+            if self._transport is not None and not self._input_closed:
+                backlog = len(self._queue) + self._decoded.qsize()
+                self._reports.send(self._transport.send_to, self._buffer.source, backlog)
 
     async def _exit_when_idle(self, idle_s: float) -> None:
         while True:

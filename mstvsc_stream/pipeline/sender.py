@@ -11,6 +11,9 @@ is simply read as fast as the encoder takes it.
 With a ``key`` every datagram is sealed (:mod:`..wire.sealing`): payloads shrink by the sealing overhead
 so datagrams keep their size, the rate cap counts the overhead, and a session that has used up its
 nonces gives way to a new one.
+
+Receiver reports coming back on the sending socket drive the congestion controller
+(:mod:`.closedloop`); ``feedback=False`` or a multicast destination keeps the sender open loop.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from ..wire import (
 )
 from ..wire.limits import stream_limit_problem
 from ..wire.sealing import SEAL_OVERHEAD, Sealer, sealed_payload_size
-from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, segments_within_rate
+from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, sending_labels
+from .closedloop import SenderLoop
 from .gops import CapturedGop, FrameFeed, PulledFrames, gather_gops
 from .metrics import Timings, format_report
 
@@ -65,6 +69,7 @@ class SenderConfig:
     max_frames: int | None = None
     stats_interval_s: float = 5.0
     key: bytes | None = None  # seal every datagram with this pre-shared 32-byte key
+    feedback: bool = True  # follow receiver reports (congestion control); False: open loop
 
     def __post_init__(self) -> None:
         if not 0.0 < self.pacing <= 1.0:
@@ -84,7 +89,7 @@ class SenderStats:
     gops_sent: int = 0
     gops_dropped: int = 0  # complete GOPs skipped because encoding fell behind real time
     segments_sent: int = 0
-    segments_withheld: int = 0  # left out to stay under the rate cap
+    segments_withheld: int = 0  # left out to stay under the rate cap or the congestion controller's rate
     descriptors_sent: int = 0
     encode_ms: Timings = field(default_factory=Timings)
 
@@ -120,7 +125,8 @@ class Sender:
         )  # fmt: skip
         self._sealer = None if config.key is None else Sealer(config.key, self.descriptor.session_id)
         overhead = 0 if config.key is None else SEAL_OVERHEAD
-        self.segments_per_gop = segments_within_rate(self.descriptor, config.kbps, overhead=overhead)
+        self.loop = SenderLoop(self.descriptor, config.kbps, config.key, overhead, enabled=config.feedback)
+        self.segments_per_gop = self.loop.cap_segments
         self.stats = SenderStats()
         self._capture: CaptureThread | None = None
         self._feed: FrameFeed | None = None
@@ -182,6 +188,7 @@ class Sender:
             "stream_kbps": round(sent_bytes * 8 / gop_seconds / 1000, 1) if gop_seconds else None,
             "encode_ms_p50": stats.encode_ms.percentile(50),
             "encode_ms_p95": stats.encode_ms.percentile(95),
+            **self.loop.report(),
         }
 
     async def _stream(self) -> None:
@@ -189,8 +196,9 @@ class Sender:
         encoder = ThreadPoolExecutor(1, thread_name_prefix="encode")
         try:
             self._transport = transport = await DatagramSender.open(
-                cfg.destination, ttl=cfg.ttl, iface=cfg.iface, kbps=cfg.kbps
+                cfg.destination, ttl=cfg.ttl, iface=cfg.iface, kbps=cfg.kbps, on_datagram=self.loop.on_datagram
             )
+            self.loop.enabled = cfg.feedback and not transport.destination.is_multicast  # reports are unicast
             if cfg.realtime:  # the first encode opens sessions and buffers: pay for it before the clock runs
                 await asyncio.get_running_loop().run_in_executor(encoder, self._warm_up)
         except BaseException:
@@ -248,7 +256,7 @@ class Sender:
 
     async def _encode_and_send(self, mailbox: _Mailbox, encoder: ThreadPoolExecutor, transport: DatagramSender) -> None:
         loop = asyncio.get_running_loop()
-        span = self.config.pacing * self.descriptor.gop_duration_s
+        span = configured_span = self.config.pacing * self.descriptor.gop_duration_s
         sending: asyncio.Task[None] | None = None
         last: SessionDescriptor | None = None
         failure: Exception | None = None
@@ -261,10 +269,12 @@ class Sender:
                 segments = await loop.run_in_executor(encoder, self._encode, gop.frames)
                 self.stats.encode_ms.add((time.perf_counter() - started) * 1000)
                 last = self._descriptor_for(gop, 0 if last is None else last.gop_counter + 1)
-                datagrams = self._datagrams(last, segments)
                 if sending is not None:
                     await sending  # the previous GOP's datagrams are still being paced out
-                sending = asyncio.create_task(transport.send_paced(datagrams, span))
+                labels = self._labels_for(last)
+                span = self.loop.pacing_span(configured_span, len(labels), last.gop_duration_s)
+                datagrams = self._datagrams(last, segments, labels)
+                sending = asyncio.create_task(transport.send_paced(datagrams, span, self.loop.sent))
             if sending is not None:
                 await sending
             if last is not None:
@@ -291,13 +301,19 @@ class Sender:
             self._renew_session(self._sealer)
         return replace(self.descriptor, gop_counter=counter, capture_time_us=int(gop.captured_at * 1_000_000))
 
-    def _datagrams(self, descriptor: SessionDescriptor, segments: list[bytes]) -> list[bytes]:
+    def _labels_for(self, descriptor: SessionDescriptor) -> list[int]:
+        """The per-GOP rate decision: how many segments go (``--kbps`` and the congestion controller, in
+        :meth:`.SenderLoop.segments_for`) and which labels (rotating, :func:`.sending_labels`)."""
+        count = self.loop.segments_for(descriptor)
+        return sending_labels(descriptor.n_segments, count, descriptor.gop_counter)
+
+    def _datagrams(self, descriptor: SessionDescriptor, segments: list[bytes], labels: list[int]) -> list[bytes]:
         stats = self.stats
         stats.gops_sent += 1
-        stats.segments_sent += self.segments_per_gop
-        stats.segments_withheld += len(segments) - self.segments_per_gop
+        stats.segments_sent += len(labels)
+        stats.segments_withheld += len(segments) - len(labels)
         stats.descriptors_sent += DESCRIPTOR_COPIES
-        return self._sealed(gop_datagrams(descriptor, segments, self.segments_per_gop, DESCRIPTOR_COPIES))
+        return self._sealed(gop_datagrams(descriptor, segments, labels, DESCRIPTOR_COPIES))
 
     def _sealed(self, datagrams: list[bytes]) -> list[bytes]:
         return datagrams if self._sealer is None else [self._sealer.seal(datagram) for datagram in datagrams]
@@ -307,6 +323,7 @@ class Sender:
         the receiver follows it like a restarted sender."""
         assert self.config.key is not None
         self.descriptor = replace(self.descriptor, session_id=new_session_id())
+        self.loop.sessions = {spent.session_id, self.descriptor.session_id}  # reports on the old one still count
         self._sealer = Sealer(self.config.key, self.descriptor.session_id)
         log.info("session %016x used up its nonces; continuing as session %016x", spent.session_id,
                  self.descriptor.session_id)  # fmt: skip
@@ -320,6 +337,7 @@ class Sender:
             kbps = (sent_bytes - previous_bytes) * 8 / interval / 1000
             previous_bytes = sent_bytes
             log.info(
-                "sent %d GOPs (%d dropped), %d segments, %.1f kbps, encode %s",
+                "sent %d GOPs (%d dropped), %d segments, %.1f kbps, encode %s, %s",
                 stats.gops_sent, stats.gops_dropped, stats.segments_sent, kbps, stats.encode_ms.summary(),
+                self.loop.status(),
             )  # fmt: skip

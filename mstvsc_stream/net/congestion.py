@@ -1,0 +1,185 @@
+"""The sender's congestion controller: receiver feedback in, a target rate out (RFC 8085, RFC 8083).
+
+In the spirit of Google Congestion Control (draft-ietf-rmcat-gcc): a delay-based part that backs off when
+queuing delay grows, a loss-based part, and a slow probe upwards. It is pure and clock-injected (every call
+takes ``now``), so it is tested on synthetic feedback and the sender only feeds it and reads it.
+
+* Queuing delay is the round-trip time over the smallest one of the last :data:`BASE_RTT_WINDOW_S`
+  seconds. Above :data:`OVERUSE_DELAY_S` the link is overused: the rate drops to
+  :data:`DECREASE_FACTOR` times the rate the receiver acknowledged over the last second (what the
+  bottleneck really carries), and never by more than half at once.
+* Loss is congestion only with a queue: a loss share above :data:`LOSS_CONGESTION` while the queuing
+  delay exceeds :data:`LOSS_DELAY_S` cuts the rate by half the loss share. Loss without rising delay (a
+  lossy radio link) leaves the rate alone: the semantic codec is built to decode through it, and sending
+  less would only lose picture quality.
+* After a decrease the rate holds for :data:`HOLD_S` (or two round trips, if longer), so the queue drains
+  and the feedback reflects the new rate before another decision.
+* Otherwise the rate grows by :data:`PROBE_GROWTH_PER_S` per second, and only by
+  :data:`NEAR_GROWTH_PER_S` of the last congestion rate per second while it is near the rate at which
+  congestion last struck (within :data:`NEAR_BAND`, for :data:`NEAR_MEMORY_S`): fast when far from
+  the capacity, careful close to it. Increases are per second of feedback, not per report, so a flood of
+  reports raises the rate no faster than real feedback does.
+* The rate stays within [floor, ceiling]: the ceiling is ``--kbps`` (or the stream's full rate), the floor
+  the descriptors plus one segment per GOP.
+* Circuit breaker: when feedback that was flowing stops for :data:`FEEDBACK_TIMEOUT_S` (or four round
+  trips, if longer) the rate falls to the floor until reports return, and then probes up from there.
+  Before the first report the controller is not engaged and the sender runs open loop at the ceiling.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+BASE_RTT_WINDOW_S = 10.0
+OVERUSE_DELAY_S = 0.040
+LOSS_CONGESTION = 0.05
+LOSS_DELAY_S = 0.010
+DECREASE_FACTOR = 0.85
+MAX_DECREASE = 0.5  # one decision never cuts the rate below this share of it
+HOLD_S = 0.5
+PROBE_GROWTH_PER_S = 0.20
+NEAR_GROWTH_PER_S = 0.06
+NEAR_BAND = 0.10
+NEAR_MEMORY_S = 5.0
+FEEDBACK_TIMEOUT_S = 1.0
+MEASURE_WINDOW_S = 1.0  # delivered rate and loss share are measured over this much recent feedback
+MAX_STEP_S = 0.25  # longest feedback gap one update grows the rate for
+_RTT_SMOOTHING = 1 / 8  # RFC 6298's alpha
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """One receiver report as the sender reads it against what it sent.
+
+    ``rtt_s``: round trip of the newest datagram the receiver had (None when it cannot be matched);
+    ``acked_bytes``: bytes newly known to have arrived; ``sent`` / ``lost``: segments of the GOPs this
+    report finalised, and how many of them never arrived.
+    """
+
+    rtt_s: float | None
+    acked_bytes: int = 0
+    sent: int = 0
+    lost: int = 0
+
+
+class RateController:
+    """Target sending rate in kbit/s of UDP payload between ``floor_kbps`` and ``ceiling_kbps``."""
+
+    def __init__(self, floor_kbps: float, ceiling_kbps: float) -> None:
+        if not 0 < floor_kbps <= ceiling_kbps:
+            raise ValueError(f"need 0 < floor <= ceiling, got {floor_kbps} and {ceiling_kbps}")
+        self.floor_kbps = floor_kbps
+        self.ceiling_kbps = ceiling_kbps
+        self._rate = ceiling_kbps
+        self._last_feedback: float | None = None
+        self._last_update: float | None = None
+        self._tripped = False
+        self._srtt: float | None = None
+        self._rtts: deque[tuple[float, float]] = deque()  # (time, rtt), increasing rtt: a sliding-window minimum
+        self._queue_delay = 0.0
+        self._acked: deque[tuple[float, int]] = deque()  # (time, bytes acknowledged by then)
+        self._acked_total = 0
+        self._losses: deque[tuple[float, int, int]] = deque()  # (time, sent, lost)
+        self._hold_until = float("-inf")
+        self._near_kbps: float | None = None
+        self._near_at = float("-inf")
+        self.decreases = 0
+        self.trips = 0
+
+    @property
+    def engaged(self) -> bool:
+        """True once feedback has arrived: before that the sender is open loop."""
+        return self._last_feedback is not None
+
+    @property
+    def srtt_s(self) -> float | None:
+        return self._srtt
+
+    @property
+    def queue_delay_s(self) -> float:
+        return self._queue_delay
+
+    def feedback_timeout(self) -> float:
+        return max(FEEDBACK_TIMEOUT_S, 4 * (self._srtt or 0.0))
+
+    def rate_kbps(self, now: float) -> float:
+        """The rate to send at from ``now`` on; trips the circuit breaker when feedback has stopped."""
+        if self._last_feedback is not None and not self._tripped and now - self._last_feedback > self.feedback_timeout():
+            self._tripped = True
+            self.trips += 1
+            self._rate = self.floor_kbps
+            self._near_kbps = None
+        return self._rate
+
+    @property
+    def tripped(self) -> bool:
+        """Feedback has stopped and the rate is at the floor until it returns."""
+        return self._tripped
+
+    def on_feedback(self, now: float, feedback: Feedback) -> None:
+        """Take one report's reading and move the rate."""
+        self._last_feedback = now
+        self._tripped = False  # reports are back; the rate probes up from where the breaker left it
+        step = 0.0 if self._last_update is None else min(MAX_STEP_S, max(0.0, now - self._last_update))
+        self._last_update = now
+        self._measure(now, feedback)
+        loss = self._loss_share()
+        overused = self._queue_delay > OVERUSE_DELAY_S
+        lossy = loss > LOSS_CONGESTION and self._queue_delay > LOSS_DELAY_S
+        if now < self._hold_until:
+            return
+        if overused or lossy:
+            delivered = self._delivered_kbps(now)
+            if overused and delivered is not None:
+                target = DECREASE_FACTOR * delivered
+            else:
+                target = self._rate * (1 - 0.5 * loss) if lossy else DECREASE_FACTOR * self._rate
+            self._decrease(now, max(target, MAX_DECREASE * self._rate))
+        elif self._queue_delay < OVERUSE_DELAY_S / 2:
+            self._increase(now, step)
+
+    def _measure(self, now: float, feedback: Feedback) -> None:
+        if feedback.rtt_s is not None:
+            rtt = feedback.rtt_s
+            self._srtt = rtt if self._srtt is None else self._srtt + _RTT_SMOOTHING * (rtt - self._srtt)
+            while self._rtts and self._rtts[-1][1] >= rtt:
+                self._rtts.pop()
+            self._rtts.append((now, rtt))
+            while self._rtts[0][0] < now - BASE_RTT_WINDOW_S:
+                self._rtts.popleft()
+            self._queue_delay = max(0.0, rtt - self._rtts[0][1])
+        self._acked_total += feedback.acked_bytes
+        self._acked.append((now, self._acked_total))
+        if feedback.sent:
+            self._losses.append((now, feedback.sent, feedback.lost))
+        for window in (self._acked, self._losses):
+            while len(window) > 1 and window[0][0] < now - MEASURE_WINDOW_S:
+                window.popleft()
+
+    def _delivered_kbps(self, now: float) -> float | None:
+        """Acknowledged payload rate over the last second of feedback (None over too short a span)."""
+        (start, first), (end, last) = self._acked[0], self._acked[-1]
+        if end - start < MEASURE_WINDOW_S / 2:
+            return None
+        return (last - first) * 8 / (end - start) / 1000
+
+    def _loss_share(self) -> float:
+        sent = sum(entry[1] for entry in self._losses)
+        return sum(entry[2] for entry in self._losses) / sent if sent else 0.0
+
+    def _decrease(self, now: float, target: float) -> None:
+        self._rate = max(self.floor_kbps, min(self._rate, target))
+        self._hold_until = now + max(HOLD_S, 2 * (self._srtt or 0.0))
+        self._near_kbps, self._near_at = self._rate / DECREASE_FACTOR, now
+        self.decreases += 1
+
+    def _increase(self, now: float, step: float) -> None:
+        near = self._near_kbps
+        if near is not None and now - self._near_at > NEAR_MEMORY_S:
+            near = self._near_kbps = None
+        if near is not None and abs(self._rate - near) <= NEAR_BAND * near:
+            self._rate += NEAR_GROWTH_PER_S * near * step
+        else:
+            self._rate *= (1 + PROBE_GROWTH_PER_S) ** step
+        self._rate = min(self.ceiling_kbps, self._rate)
