@@ -1,6 +1,10 @@
-"""mstvsc-relay: forward UDP one way with netem-style impairments, for kernels without netem.
+"""mstvsc-relay: forward UDP with netem-style impairments, for kernels without netem; what the receiver
+sends back (receiver reports) returns to the sender unimpaired.
 
     mstvsc-relay --listen :6000 --to 127.0.0.1:5000 --loss 30% --delay 20 --jitter 5 --seed 1
+    mstvsc-relay --listen :6000 --to 127.0.0.1:5000 --rate 120 --queue-ms 200            # a bottleneck
+    mstvsc-relay --listen :6000 --to 127.0.0.1:5000 --rate-schedule 0:300,10:100,20:300
+    mstvsc-relay --flow :6001=127.0.0.1:5001 --flow :6002=127.0.0.1:5002 --rate 250      # two flows, one queue
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from pathlib import Path
 from ..net.endpoint import parse_endpoint
 from ..net.eventloop import run
 from ..net.loss import BernoulliLoss, GilbertElliottLoss, LossModel, parse_probability
-from ..net.relay import Impairment, RelayStats, start_relay
+from ..net.endpoint import Endpoint
+from ..net.relay import Impairment, RelayStats, parse_rate_schedule, start_flows
 from . import common
 
 log = logging.getLogger("mstvsc-relay")
@@ -25,10 +30,12 @@ log = logging.getLogger("mstvsc-relay")
 def build_parser() -> argparse.ArgumentParser:
     parser = common.parser("mstvsc-relay", "Forward UDP datagrams from --listen to --to, impaired like Linux netem.")
     probability = common.checked(parse_probability)
-    parser.add_argument("--listen", required=True, type=common.checked(parse_endpoint), metavar="[HOST]:PORT",
+    parser.add_argument("--listen", type=common.checked(parse_endpoint), metavar="[HOST]:PORT",
                         help="where the sender sends (port 0: any free port, logged)")
-    parser.add_argument("--to", required=True, type=common.checked(parse_endpoint), metavar="HOST:PORT",
-                        help="the receiver")
+    parser.add_argument("--to", type=common.checked(parse_endpoint), metavar="HOST:PORT", help="the receiver")
+    parser.add_argument("--flow", action="append", type=common.checked(_parse_flow), metavar="[HOST]:PORT=HOST:PORT",
+                        help="per-flow mode, instead of --listen/--to: datagrams to this listening port go to this "
+                             "destination; repeat for more flows, which all share one bottleneck queue")
     losses = parser.add_mutually_exclusive_group()
     losses.add_argument("--loss", type=probability, metavar="P", help="Bernoulli loss, e.g. 0.3 or 30%%")
     losses.add_argument(
@@ -44,12 +51,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corrupt", type=probability, default=0.0, metavar="P", help="chance of one flipped bit")
     parser.add_argument("--rate", type=common.checked(common.positive_number), metavar="KBIT", help="link rate in kbit/s of payload")
     parser.add_argument("--limit", type=int, default=1000, metavar="N", help="datagrams that may wait (netem's limit)")
+    parser.add_argument("--queue-ms", type=common.checked(common.positive_number), metavar="MS",
+                        help="bottleneck queue bound as time at the link rate: datagrams that would wait longer are "
+                             "dropped (needs --rate or --rate-schedule)")
+    parser.add_argument("--rate-schedule", type=common.checked(parse_rate_schedule), metavar="S:KBIT,...",
+                        help="link rate over time, e.g. 0:300,10:100,20:300 (seconds from the start:kbit/s)")
     parser.add_argument("--seed", type=int, help="seed for every random choice (default: random, logged)")
     parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write the final counters here on exit")
     parser.add_argument("--stats-interval", type=common.checked(common.positive_number), default=5.0, metavar="S",
                         help="seconds between one-line counter logs")
     parser.add_argument("--duration", type=common.checked(common.positive_number), metavar="S", help="stop after S seconds")
     return parser
+
+
+def _parse_flow(text: str) -> tuple[Endpoint, Endpoint]:
+    listen, equals, to = text.partition("=")
+    if not equals:
+        raise ValueError(f"{text!r} is not LISTEN=DESTINATION, e.g. :6001=127.0.0.1:5001")
+    return parse_endpoint(listen), parse_endpoint(to)
+
+
+def _routes(args: argparse.Namespace) -> list[tuple[Endpoint, Endpoint]]:
+    if args.flow:
+        if args.listen is not None or args.to is not None:
+            raise ValueError("give either --listen and --to, or --flow (one or more)")
+        return args.flow
+    if args.listen is None or args.to is None:
+        raise ValueError("--listen and --to are required (or --flow)")
+    return [(args.listen, args.to)]
 
 
 def _loss_model(args: argparse.Namespace) -> LossModel | None:
@@ -72,6 +101,8 @@ def _impairment(args: argparse.Namespace) -> Impairment:
         corrupt=args.corrupt,
         rate_kbit=args.rate,
         limit=args.limit,
+        queue_s=None if args.queue_ms is None else args.queue_ms / 1000.0,
+        rate_schedule=args.rate_schedule or (),
         seed=args.seed,
     )
 
@@ -82,7 +113,7 @@ def _summary(stats: RelayStats) -> str:
 
 async def _serve(args: argparse.Namespace, impairment: Impairment) -> dict:
     """Relay until SIGINT/SIGTERM or --duration, logging counters; returns the final report."""
-    relay = await start_relay(args.listen, args.to, impairment)
+    relay = await start_flows(_routes(args), impairment)
     started = time.monotonic()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -112,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         impairment = _impairment(args)
+        _routes(args)
     except ValueError as exc:
         parser.error(str(exc))
     if args.stats_json is not None and not args.stats_json.parent.is_dir():

@@ -5,19 +5,22 @@ queuing delay grows, a loss-based part, and a slow probe upwards. It is pure and
 takes ``now``), so it is tested on synthetic feedback and the sender only feeds it and reads it.
 
 * Queuing delay is the round-trip time over the smallest one of the last :data:`BASE_RTT_WINDOW_S`
-  seconds. Above :data:`OVERUSE_DELAY_S` the link is overused: the rate drops to
-  :data:`DECREASE_FACTOR` times the rate the receiver acknowledged over the last second (what the
-  bottleneck really carries), and never by more than half at once.
+  seconds, taking the least of the last :data:`DELAY_SAMPLES` round trips (a queue delays them all; a
+  scheduling hiccup at either end, one). Above :data:`OVERUSE_DELAY_S` the link is overused: the rate drops to
+  :data:`DECREASE_FACTOR` times the rate the receiver acknowledged over the last
+  :data:`MEASURE_WINDOW_S` (what the bottleneck really carries while its queue is full), and never by more than half at once.
 * Loss is congestion only with a queue: a loss share above :data:`LOSS_CONGESTION` while the queuing
-  delay exceeds :data:`LOSS_DELAY_S` cuts the rate by half the loss share. Loss without rising delay (a
+  delay exceeds :data:`LOSS_DELAY_S` (a shallow queue overflowing) is handled like overuse (half the loss
+  share off the rate while no delivered rate is known yet). Loss without rising delay (a
   lossy radio link) leaves the rate alone: the semantic codec is built to decode through it, and sending
   less would only lose picture quality.
 * After a decrease the rate holds for :data:`HOLD_S` (or two round trips, if longer), so the queue drains
   and the feedback reflects the new rate before another decision.
-* Otherwise the rate grows by :data:`PROBE_GROWTH_PER_S` per second, and only by
-  :data:`NEAR_GROWTH_PER_S` of the last congestion rate per second while it is near the rate at which
-  congestion last struck (within :data:`NEAR_BAND`, for :data:`NEAR_MEMORY_S`): fast when far from
-  the capacity, careful close to it. Increases are per second of feedback, not per report, so a flood of
+* Otherwise the rate grows by :data:`PROBE_GROWTH_PER_S` per second, and only additively while it is
+  near the rate at which congestion last struck (within :data:`NEAR_BAND`, for :data:`NEAR_MEMORY_S`):
+  half a datagram per response time (100 ms plus the round trip) as in GCC, the same absolute step for
+  every flow of the same datagram size, so flows sharing a bottleneck converge to equal shares (AIMD):
+  fast when far from the capacity, careful close to it. Increases are per second of feedback, not per report, so a flood of
   reports raises the rate no faster than real feedback does.
 * The rate stays within [floor, ceiling]: the ceiling is ``--kbps`` (or the stream's full rate), the floor
   the descriptors plus one segment per GOP.
@@ -33,19 +36,20 @@ from dataclasses import dataclass
 
 BASE_RTT_WINDOW_S = 10.0
 OVERUSE_DELAY_S = 0.040
-LOSS_CONGESTION = 0.05
+LOSS_CONGESTION = 0.02
 LOSS_DELAY_S = 0.010
-DECREASE_FACTOR = 0.85
+DECREASE_FACTOR = 0.9
 MAX_DECREASE = 0.5  # one decision never cuts the rate below this share of it
 HOLD_S = 0.5
 PROBE_GROWTH_PER_S = 0.20
-NEAR_GROWTH_PER_S = 0.06
+RESPONSE_S = 0.1  # GCC's response time, before the round trip is added
 NEAR_BAND = 0.10
 NEAR_MEMORY_S = 5.0
 FEEDBACK_TIMEOUT_S = 1.0
-MEASURE_WINDOW_S = 1.0  # delivered rate and loss share are measured over this much recent feedback
+MEASURE_WINDOW_S = 0.5  # delivered rate and loss share are measured over this much recent feedback
 MAX_STEP_S = 0.25  # longest feedback gap one update grows the rate for
 _RTT_SMOOTHING = 1 / 8  # RFC 6298's alpha
+DELAY_SAMPLES = 3  # queuing delay is the least of this many recent round trips: one late report is no queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +57,7 @@ class Feedback:
     """One receiver report as the sender reads it against what it sent.
 
     ``rtt_s``: round trip of the newest datagram the receiver had (None when it cannot be matched);
-    ``acked_bytes``: bytes newly known to have arrived; ``sent`` / ``lost``: segments of the GOPs this
+    ``acked_bytes``: bytes newly known to have arrived (segments, with their share of the descriptors); ``sent`` / ``lost``: segments of the GOPs this
     report finalised, and how many of them never arrived.
     """
 
@@ -66,11 +70,12 @@ class Feedback:
 class RateController:
     """Target sending rate in kbit/s of UDP payload between ``floor_kbps`` and ``ceiling_kbps``."""
 
-    def __init__(self, floor_kbps: float, ceiling_kbps: float) -> None:
+    def __init__(self, floor_kbps: float, ceiling_kbps: float, datagram_bytes: int = 1200) -> None:
         if not 0 < floor_kbps <= ceiling_kbps:
             raise ValueError(f"need 0 < floor <= ceiling, got {floor_kbps} and {ceiling_kbps}")
         self.floor_kbps = floor_kbps
         self.ceiling_kbps = ceiling_kbps
+        self.datagram_bytes = datagram_bytes
         self._rate = ceiling_kbps
         self._last_feedback: float | None = None
         self._last_update: float | None = None
@@ -78,6 +83,7 @@ class RateController:
         self._srtt: float | None = None
         self._rtts: deque[tuple[float, float]] = deque()  # (time, rtt), increasing rtt: a sliding-window minimum
         self._queue_delay = 0.0
+        self._recent_rtts: deque[float] = deque(maxlen=DELAY_SAMPLES)
         self._acked: deque[tuple[float, int]] = deque()  # (time, bytes acknowledged by then)
         self._acked_total = 0
         self._losses: deque[tuple[float, int, int]] = deque()  # (time, sent, lost)
@@ -131,7 +137,7 @@ class RateController:
             return
         if overused or lossy:
             delivered = self._delivered_kbps(now)
-            if overused and delivered is not None:
+            if delivered is not None:
                 target = DECREASE_FACTOR * delivered
             else:
                 target = self._rate * (1 - 0.5 * loss) if lossy else DECREASE_FACTOR * self._rate
@@ -148,7 +154,8 @@ class RateController:
             self._rtts.append((now, rtt))
             while self._rtts[0][0] < now - BASE_RTT_WINDOW_S:
                 self._rtts.popleft()
-            self._queue_delay = max(0.0, rtt - self._rtts[0][1])
+            self._recent_rtts.append(rtt)
+            self._queue_delay = max(0.0, min(self._recent_rtts) - self._rtts[0][1])
         self._acked_total += feedback.acked_bytes
         self._acked.append((now, self._acked_total))
         if feedback.sent:
@@ -158,7 +165,8 @@ class RateController:
                 window.popleft()
 
     def _delivered_kbps(self, now: float) -> float | None:
-        """Acknowledged payload rate over the last second of feedback (None over too short a span)."""
+        """Acknowledged payload rate over the last :data:`MEASURE_WINDOW_S` of feedback (None over too short a
+        span)."""
         (start, first), (end, last) = self._acked[0], self._acked[-1]
         if end - start < MEASURE_WINDOW_S / 2:
             return None
@@ -179,7 +187,8 @@ class RateController:
         if near is not None and now - self._near_at > NEAR_MEMORY_S:
             near = self._near_kbps = None
         if near is not None and abs(self._rate - near) <= NEAR_BAND * near:
-            self._rate += NEAR_GROWTH_PER_S * near * step
+            per_s = 0.5 * self.datagram_bytes * 8 / 1000 / (RESPONSE_S + (self._srtt or 0.0))
+            self._rate += per_s * step
         else:
             self._rate *= (1 + PROBE_GROWTH_PER_S) ** step
         self._rate = min(self.ceiling_kbps, self._rate)

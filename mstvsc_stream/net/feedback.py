@@ -112,7 +112,7 @@ def _micros(seconds: float) -> int:
 @dataclass
 class _SentGop:
     counter: int
-    segment_bytes: int
+    segment_bytes: float  # per segment sent, its share of the GOP's descriptor copies included
     sent_at: dict[int, float] = field(default_factory=dict)  # label -> when it left
     count: int = 0  # segments meant to go out (all of them leave unless the socket refuses)
     acked: int = 0  # the most labels any report said arrived
@@ -125,8 +125,9 @@ class SendLedger:
     def __init__(self) -> None:
         self._gops: OrderedDict[int, _SentGop] = OrderedDict()  # by counter, oldest first
 
-    def planned(self, counter: int, count: int, segment_bytes: int) -> None:
-        """GOP ``counter`` goes out with ``count`` segments of ``segment_bytes`` datagram bytes each."""
+    def planned(self, counter: int, count: int, segment_bytes: float) -> None:
+        """GOP ``counter`` goes out with ``count`` segments of ``segment_bytes`` datagram bytes each (the
+        receiver reports segments only, so the descriptor copies' bytes are spread over them)."""
         self._gops[counter] = _SentGop(counter, segment_bytes, count=count)
         while len(self._gops) > LEDGER_GOPS:
             self._gops.popitem(last=False)
@@ -152,7 +153,8 @@ class SendLedger:
         rtt = now - sent_at - report.held_us / 1_000_000
         if not 0.0 <= rtt <= MAX_RTT_S:
             return None
-        acked = sent = lost = 0
+        acked = 0.0
+        sent = lost = 0
         first = newest.counter + serial_distance(report.newest_gop, report.first_gop)
         for offset, received in enumerate(report.received):
             gop = self._gops.get(first + offset)
@@ -165,7 +167,7 @@ class SendLedger:
             if gop.counter <= newest.counter - REORDER_GOPS:
                 gop.final = True
                 sent, lost = sent + gop.count, lost + gop.count - gop.acked
-        return Feedback(rtt, acked, sent, lost)
+        return Feedback(rtt, round(acked), sent, lost)
 
 
 class ReportReader:
