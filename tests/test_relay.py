@@ -23,7 +23,7 @@ import pytest
 from mstvsc_stream.cli.relay import main as relay_main
 from mstvsc_stream.net.eventloop import run
 from mstvsc_stream.net.loss import BernoulliLoss, GilbertElliottLoss
-from mstvsc_stream.net.relay import ImpairedLink, Impairment, Relay, start_relay
+from mstvsc_stream.net.relay import ImpairedLink, Impairment, Relay, parse_rate_schedule, start_flows, start_relay
 from mstvsc_stream.net.transport import DatagramReceiver, DatagramSender
 
 pytestmark = pytest.mark.timeout(30)
@@ -278,7 +278,13 @@ def test_cli_forwards_and_exits_cleanly(stop: str, tmp_path: Path) -> None:
      (["--listen", ":0", "--to", "127.0.0.1:9", "--reorder", "0.2"], "needs a delay"),
      (["--listen", ":0", "--to", "127.0.0.1:9", "--loss", "0.1", "--gemodel", "0.1"], "not allowed with"),
      (["--listen", ":0", "--to", "127.0.0.1:9", "--delay", "-5"], "non-negative"),
-     (["--listen", ":0", "--to", "127.0.0.1:9", "--stats-json", "/no/such/dir/s.json"], "no directory")],
+     (["--listen", ":0", "--to", "127.0.0.1:9", "--stats-json", "/no/such/dir/s.json"], "no directory"),
+     (["--listen", ":0", "--to", "127.0.0.1:9", "--queue-ms", "20"], "needs a positive value and a link rate"),
+     (["--listen", ":0", "--to", "127.0.0.1:9", "--rate-schedule", "0:300,x"], "not a rate schedule"),
+     (["--listen", ":0", "--to", "127.0.0.1:9", "--rate-schedule", "10:300,5:100"], "increasing times"),
+     (["--listen", ":0", "--flow", ":0=127.0.0.1:9"], "either --listen and --to, or --flow"),
+     (["--flow", ":0"], "not LISTEN=DESTINATION"),
+     (["--listen", ":0"], "--listen and --to are required")],
 )
 def test_cli_bad_arguments_are_one_line_errors(argv: list[str], fragment: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as info:
@@ -292,3 +298,62 @@ def test_cli_unusable_destination_is_one_line_error(capsys: pytest.CaptureFixtur
     assert relay_main(["--listen", "127.0.0.1:0", "--to", ":5000", "-q"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("mstvsc-relay:") and "needs a host" in error and "\n" not in error
+
+
+def test_queue_bound_in_time_drops_what_would_wait_longer() -> None:
+    """100 kbit/s and a 50 ms queue: of 40 datagrams of 1 kbit arriving at once, the link is busy with the
+    first and 5 more fit the queue (the 6th would wait 60 ms)."""
+    impairment = Impairment(rate_kbit=100, queue_s=0.05, seed=1)
+    link, forwarded = link_run(impairment, numbered(40, size=125), settle_s=0.15)
+    assert link.stats.overflowed == 34 and len(forwarded) == 6
+    assert link.queue_delay_ms(50) == pytest.approx(25, abs=1) and link.queue_delay_ms(95) <= 50  # 0, 10 .. 50 ms
+
+
+def test_rate_schedule_changes_the_link_rate_on_time() -> None:
+    assert parse_rate_schedule("0:300, 10:100,20.5:300") == ((0.0, 300.0), (10.0, 100.0), (20.5, 300.0))
+
+    async def scenario() -> list[float | None]:
+        link = ImpairedLink(Impairment(rate_schedule=((0, 300), (0.05, 100)), queue_s=0.2), lambda data: None)
+        before = link.rate_kbit
+        await asyncio.sleep(0.1)
+        link.close()
+        return [before, link.rate_kbit]
+
+    assert run(scenario()) == [300, 100]
+
+
+def test_reverse_path_and_flows_share_one_bottleneck() -> None:
+    """Two flows through one relay: each reaches its own receiver, replies go back to each sender, both
+    queue at the same link, and a closed reverse path (a feedback outage) passes nothing back."""
+
+    async def scenario() -> tuple[list, list, Relay]:
+        got: list[list[bytes]] = [[], []]
+        replies: list[list[bytes]] = [[], []]
+        receivers = []
+        for index in range(2):
+            def echo(data: bytes, addr: tuple, arrival: float, index: int = index) -> None:
+                got[index].append(data)
+                receivers[index].send_to(b"reply" + data[:1], addr)
+            receivers.append(await DatagramReceiver.open("127.0.0.1:0", echo))
+        relay = await start_flows([("127.0.0.1:0", r.local_address) for r in receivers],
+                                  Impairment(rate_kbit=200, queue_s=0.5))
+        senders = [await DatagramSender.open(address, on_datagram=lambda d, a, t, i=i: replies[i].append(d))
+                   for i, address in enumerate(relay.local_addresses)]
+        for round_ in range(5):
+            for index, sender in enumerate(senders):
+                sender.send_nowait(bytes([index]) + bytes(124))
+        await asyncio.sleep(0.2)
+        relay.reverse_open = False
+        senders[0].send_nowait(b"\x00" + bytes(124))
+        await asyncio.sleep(0.1)
+        for endpoint in (*senders, *receivers):
+            endpoint.close()
+        relay.close()
+        return got, replies, relay
+
+    got, replies, relay = run(scenario())
+    assert [len(g) for g in got] == [6, 5] and all(d[0] == 0 for d in got[0]) and all(d[0] == 1 for d in got[1])
+    assert replies == [[b"reply\x00"] * 5, [b"reply\x01"] * 5]
+    stats = relay.stats
+    assert stats.reversed == 10 and stats.forwarded == 11
+    assert stats.queue_delay_ms_p95 is not None and stats.queue_delay_ms_p95 > 20  # 10 kbit queued at 200 kbit/s

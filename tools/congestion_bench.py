@@ -81,16 +81,17 @@ SCENARIOS = {
 }
 
 
-async def measure(scenario: Scenario, feedback: bool) -> dict[str, object]:
+async def measure(scenario: Scenario, feedback: bool, key: bytes | None = None) -> dict[str, object]:
+    """Run one scenario (``key``: sealed); returns the samples and the final reports of every party."""
     codec = TransportCodec()
-    receivers = [Receiver(codec, ReceiverConfig("127.0.0.1:0", stay=True, status_interval_s=60.0,
+    receivers = [Receiver(codec, ReceiverConfig("127.0.0.1:0", stay=True, status_interval_s=60.0, key=key,
                                                 feedback=feedback)) for _ in range(scenario.flows)]  # fmt: skip
     addresses = [await receiver.start() for receiver in receivers]
     receiving = [asyncio.create_task(receiver.run()) for receiver in receivers]
     relay = await start_flows([("127.0.0.1:0", address) for address in addresses], scenario.impairment)
     senders = [
         Sender(codec, FileSource(sample_clip_path(), size=SIZE, fps=30.0, loop=True),
-               SenderConfig(listen, stats_interval_s=60.0, feedback=feedback))
+               SenderConfig(listen, stats_interval_s=60.0, feedback=feedback, key=key))
         for listen in relay.local_addresses
     ]  # fmt: skip
     sending = [asyncio.create_task(sender.run()) for sender in senders]
