@@ -8,7 +8,9 @@ latency. It ends with both ends' and the relay's stats JSON.
 The codec here is a transport codec: the real default model's latent size (``mstvsc-small-c48``: 7,680
 codes per 320x240 GOP, ~190 kbit/s at full rate) but codes from a cheap subsampling of the frames and a
 flat-grey decode, so the 2 shared CPU cores measure the transport and the controller, not the codec.
-Picture quality with and without feedback is measured separately with the real model.
+Picture quality with and without feedback is measured separately with the real model: the JSON keeps,
+for the first receiver, every released GOP's counter, the labels that arrived and whether it was decoded,
+and ``tools/congestion_quality.py`` decodes exactly those arrivals with the real model.
 
     python tools/congestion_bench.py bottleneck --json out.json             # --rate 120 --queue-ms 200
     python tools/congestion_bench.py bottleneck --no-feedback --json out.json
@@ -72,12 +74,12 @@ class Scenario:
 
 
 SCENARIOS = {
-    "bottleneck": Scenario(40, Impairment(rate_kbit=120, queue_s=0.2, seed=1)),
-    "shallow": Scenario(40, Impairment(rate_kbit=120, queue_s=0.02, seed=1)),
-    "schedule": Scenario(40, Impairment(rate_schedule=((0, 300), (10, 100), (20, 300)), queue_s=0.2, seed=1)),
-    "fair": Scenario(60, Impairment(rate_kbit=250, queue_s=0.2, seed=1), flows=2),
-    "loss": Scenario(40, Impairment(loss=BernoulliLoss(0.3), seed=1)),
-    "cut": Scenario(40, Impairment(seed=1), cut=(15, 25)),
+    "bottleneck": Scenario(30, Impairment(rate_kbit=120, queue_s=0.2, seed=1)),
+    "shallow": Scenario(30, Impairment(rate_kbit=120, queue_s=0.02, seed=1)),
+    "schedule": Scenario(35, Impairment(rate_schedule=((0, 300), (10, 100), (20, 300)), queue_s=0.2, seed=1)),
+    "fair": Scenario(45, Impairment(rate_kbit=250, queue_s=0.2, seed=1), flows=2),
+    "loss": Scenario(30, Impairment(loss=BernoulliLoss(0.3), seed=1)),
+    "cut": Scenario(35, Impairment(seed=1), cut=(10, 18)),
 }
 
 
@@ -95,6 +97,7 @@ async def measure(scenario: Scenario, feedback: bool, key: bytes | None = None) 
         for listen in relay.local_addresses
     ]  # fmt: skip
     sending = [asyncio.create_task(sender.run()) for sender in senders]
+    gops = _record_gops(receivers[0])
     samples = await _sample(scenario, relay, senders, receivers)
     for sender in senders:
         sender.stop()
@@ -105,7 +108,23 @@ async def measure(scenario: Scenario, feedback: bool, key: bytes | None = None) 
         finals.append(await task)
     relay.close()
     return {"feedback": feedback, "samples": samples, "senders": [s.report() for s in senders],
-            "receivers": finals, "relay": relay.stats.as_dict()}  # fmt: skip
+            "receivers": finals, "relay": relay.stats.as_dict(), "gops": gops}  # fmt: skip
+
+
+def _record_gops(receiver: Receiver) -> list[dict]:
+    """What the receiver's decoder gets, GOP by GOP: counter, labels that arrived, held (not decoded)."""
+    decoder = receiver._decoder  # noqa: SLF001 - the measurement needs the decoder's own view
+    render = decoder.render
+    gops: list[dict] = []
+
+    def recording(gop, held):  # type: ignore[no-untyped-def]
+        frames, outcome = render(gop, held)
+        gops.append({"counter": gop.counter, "labels": sorted(gop.payloads), "outcome": outcome.name,
+                     "session": f"{gop.descriptor.session_id:016x}"})  # fmt: skip
+        return frames, outcome
+
+    decoder.render = recording  # type: ignore[method-assign]
+    return gops
 
 
 async def _sample(scenario: Scenario, relay: Relay, senders: list[Sender], receivers: list[Receiver]) -> list[dict]:
