@@ -108,3 +108,16 @@ def test_with_the_source_locked_other_senders_change_nothing() -> None:
     assert report.invalid_by_reason["foreign_source"] > 8_000 and report.invalid_by_reason["model_mismatch"] > 0
     kinds = report.attacks_by_kind
     assert min(kinds[k] for k in ("end_flag", "earlier_session", "random_model", "new_session")) > 100
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_the_senders_report_path_survives_fuzzing_within_the_controllers_limits(sealed: bool) -> None:
+    """``tools/fuzz_receiver.py --reports``, short: mutated, replayed, reflected and made-up reports among
+    genuine ones. Nothing escapes, the rate stays in [floor, ceiling] and grows no faster than the probe;
+    sealed, no attacker report is accepted and every genuine one is."""
+    report = load_fuzz_tool().fuzz_reports(10_000, seed=7, sealed=sealed)
+    assert report.exceptions == 0, report.first_exception
+    assert report.passed(sealed)
+    assert report.genuine_accepted == report.genuine_reports > 50
+    if sealed:
+        assert report.attacks_accepted == 0 and report.refused_by_reason["forged"] > 0

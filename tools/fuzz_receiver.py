@@ -19,8 +19,15 @@ out whole and genuine. Plain with spoofed datagrams nothing can tell a forgery f
 spoofed new session id replaces the session at once, exactly as a sender restarting behind that address
 does, and a spoofed segment lands in a GOP, so the report says how many GOPs came out, and genuine.
 
+The sender's report path gets the same treatment (``--reports``): genuine receiver reports of a stream
+with 10 % loss, every 100 ms, mixed with mutated and replayed reports, reflected segments and made-up
+reports, into the sender's closed loop (report reader, ledger, controller). Checks: no exception, RSS,
+the rate never leaves [floor, ceiling] and never grows faster than the controller's probe rate; sealed,
+not one attacker report is accepted.
+
     python tools/fuzz_receiver.py --datagrams 1000000
     python tools/fuzz_receiver.py --datagrams 100000 --sealed
+    python tools/fuzz_receiver.py --reports --datagrams 200000 [--sealed]
 """
 
 from __future__ import annotations
@@ -41,11 +48,14 @@ from pathlib import Path
 import numpy as np
 
 from mstvsc_stream.model.config import CONFIGS
+from mstvsc_stream.net.congestion import PROBE_GROWTH_PER_S
+from mstvsc_stream.net.feedback import ReceptionLog, ReportSealer
 from mstvsc_stream.net.gopbuffer import GopBuffer, ReleasedGop
 from mstvsc_stream.net.opening import DatagramOpener
 from mstvsc_stream.net.sources import SourcePolicy
 from mstvsc_stream.pipeline.admission import StreamAdmission
-from mstvsc_stream.pipeline.batching import end_of_input_datagrams, gop_datagrams
+from mstvsc_stream.pipeline.batching import end_of_input_datagrams, gop_datagrams, sending_labels
+from mstvsc_stream.pipeline.closedloop import SenderLoop
 from mstvsc_stream.wire import (
     DEFAULT_SEED,
     DESCRIPTOR_COPIES,
@@ -57,7 +67,8 @@ from mstvsc_stream.wire import (
     WireError,
     new_session_id,
 )
-from mstvsc_stream.wire.sealing import KEY_BYTES, SEAL_FIELDS, Sealer, sealed_payload_size
+from mstvsc_stream.wire.report import ReceiverReport
+from mstvsc_stream.wire.sealing import KEY_BYTES, SEAL_FIELDS, SEAL_OVERHEAD, Sealer, sealed_payload_size
 
 MODEL = "mstvsc-small-c48"
 MODEL_HASH = bytes(range(8))
@@ -461,14 +472,133 @@ def fuzz(
     return report
 
 
+@dataclass
+class ReportFuzzReport:
+    datagrams: int = 0
+    attack_datagrams: int = 0
+    genuine_reports: int = 0
+    exceptions: int = 0
+    first_exception: str = ""
+    attacks_accepted: int = 0  # sealed: must be 0; plain: forged reports are indistinguishable
+    genuine_accepted: int = 0
+    rate_min_kbps: float = float("inf")
+    rate_max_kbps: float = 0.0
+    floor_kbps: float = 0.0
+    ceiling_kbps: float = 0.0
+    growth_violations: int = 0  # rate rose faster than the probe rate allows
+    rss_start_mb: float = 0.0
+    rss_end_mb: float = 0.0
+    refused_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def passed(self, sealed: bool) -> bool:
+        bounded = self.floor_kbps <= self.rate_min_kbps and self.rate_max_kbps <= self.ceiling_kbps
+        clean = not self.exceptions and not self.growth_violations and bounded
+        return clean and self.rss_end_mb - self.rss_start_mb < RSS_LIMIT_MB and (not sealed or not self.attacks_accepted)
+
+
+def fuzz_reports(datagrams: int, seed: int = 1, sealed: bool = False, attack_share: float = 0.9) -> ReportFuzzReport:
+    """Push ``datagrams`` datagrams at the sender's closed loop: genuine reports every 100 ms of a virtual
+    clock, ``attack_share`` of all datagrams from the attacker."""
+    rng = random.Random(seed)
+    key = rng.randbytes(KEY_BYTES) if sealed else None
+    stream = ValidStream(key, np.random.default_rng(seed))
+    base = stream.base
+    loop = SenderLoop(base, None, key, SEAL_OVERHEAD if sealed else 0)
+    reception = ReceptionLog()
+    reception.follow(base.session_id, base.gop_duration_s)
+    sealer = None if key is None else ReportSealer(key, new_session_id())
+    report = ReportFuzzReport(floor_kbps=loop.controller.floor_kbps, ceiling_kbps=loop.controller.ceiling_kbps)
+    seen: list[bytes] = []
+    now, next_gop, next_report, counter = 0.0, 0.0, 0.1, 0
+    allowed = loop.controller.ceiling_kbps
+    step = 0.1 / (1 / (1 - attack_share))  # virtual time per datagram: one genuine report per 100 ms on average
+
+    def attack() -> bytes:
+        kind = rng.randrange(6)
+        if kind == 0 or not seen:
+            return rng.randbytes(rng.choice([0, 2, 3, 20, 41, 99, 300]))
+        original = rng.choice(seen)
+        if kind == 1:
+            return original  # a replay
+        if kind == 2:
+            data = bytearray(original)
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            return bytes(data)
+        if kind == 3:
+            return SegmentHeader(counter % 256, rng.randrange(base.n_segments)).pack(rng.randbytes(189))  # reflected
+        made_up = ReceiverReport(
+            base.session_id if rng.random() < 0.8 else rng.getrandbits(64), rng.getrandbits(32), counter % 256,
+            rng.randrange(base.n_segments), rng.choice([0, rng.getrandbits(32)]), rng.getrandbits(20),
+            rng.getrandbits(20), rng.randrange(256), (counter - rng.randrange(32)) % 256,
+            tuple(rng.choice([0, base.n_segments, 0xFFFE]) for _ in range(rng.randrange(33))),
+        ).datagram()  # fmt: skip
+        return made_up if sealer is None or kind == 4 else sealer._sealer.seal(made_up)  # noqa: SLF001 - stale id
+
+    while report.datagrams < datagrams:
+        now += step
+        while now >= next_gop + 0.1:  # the sender sent a GOP (all in by now); 10 % of its segments are lost
+            descriptor = base.for_gop(counter)
+            count = loop.segments_for(descriptor, next_gop)
+            for label in sending_labels(base.n_segments, count, counter):
+                loop.sent(SegmentHeader(counter % 256, label).pack(), next_gop + label * 0.005)
+                if rng.random() >= 0.1:
+                    reception.segment(counter % 256, label, next_gop + label * 0.005 + 0.02)
+            counter += 1
+            next_gop += base.gop_duration_s
+        allowed *= (1 + PROBE_GROWTH_PER_S) ** step  # the rate at the last accepted report, grown at the probe rate
+        genuine = now >= next_report
+        if genuine:
+            next_report += 0.1
+            built = reception.report(now, 0)
+            if built is None:
+                continue
+            datagram = built.datagram() if sealer is None else sealer.seal(built.datagram())
+            seen.append(datagram)
+            del seen[:-64]
+            report.genuine_reports += 1
+        else:
+            datagram = attack()
+        accepted_before = loop.reports_received
+        try:
+            loop.on_datagram(datagram, SENDER, now)
+        except Exception:  # noqa: BLE001 - counting what escapes is the point
+            report.exceptions += 1
+            report.first_exception = report.first_exception or traceback.format_exc()
+        accepted = loop.reports_received - accepted_before
+        if genuine:
+            report.genuine_accepted += accepted
+        else:
+            report.attacks_accepted += accepted
+            report.attack_datagrams += 1
+        rate = loop.controller.rate_kbps(now)
+        report.growth_violations += rate > allowed * (1 + 1e-9)
+        if accepted:  # the controller grows from its rate at the last report it took
+            allowed = rate
+        report.rate_min_kbps, report.rate_max_kbps = min(report.rate_min_kbps, rate), max(report.rate_max_kbps, rate)
+        report.datagrams += 1
+        if report.datagrams == min(20_000, datagrams // 10):
+            report.rss_start_mb = rss_mb()
+    report.rss_end_mb = rss_mb()
+    report.refused_by_reason = loop.reader.by_reason()
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datagrams", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--sealed", action="store_true", help="seal the stream with a key; count accepted forgeries")
     p.add_argument("--spoofed", type=float, default=0.5, help="share of attacker datagrams from the sender's address")
+    p.add_argument("--reports", action="store_true", help="fuzz the sender's report path instead")
     p.add_argument("--json", type=Path, help="write the report here")
     args = p.parse_args(argv)
+    if args.reports:
+        result = fuzz_reports(args.datagrams, args.seed, args.sealed)
+        print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+        print("PASS" if result.passed(args.sealed) else "FAIL", file=sys.stderr)
+        if args.json is not None:
+            args.json.write_text(json.dumps(dataclasses.asdict(result), indent=2, default=str) + "\n")
+        return 0 if result.passed(args.sealed) else 1
     report = fuzz(args.datagrams, args.seed, args.sealed, spoofed=args.spoofed)
     document = report.as_dict()
     print(json.dumps(document, indent=2, default=str))

@@ -18,7 +18,7 @@ takes ``now``), so it is tested on synthetic feedback and the sender only feeds 
   and the feedback reflects the new rate before another decision.
 * Otherwise the rate grows by :data:`PROBE_GROWTH_PER_S` per second, and only additively while it is
   near the rate at which congestion last struck (within :data:`NEAR_BAND`, for :data:`NEAR_MEMORY_S`):
-  half a datagram per response time (100 ms plus the round trip) as in GCC, the same absolute step for
+  half a datagram per response time (100 ms plus the round trip) as in GCC, never faster than the probe, the same absolute step for
   every flow of the same datagram size, so flows sharing a bottleneck converge to equal shares (AIMD):
   fast when far from the capacity, careful close to it. Increases are per second of feedback, not per report, so a flood of
   reports raises the rate no faster than real feedback does.
@@ -126,7 +126,9 @@ class RateController:
     def on_feedback(self, now: float, feedback: Feedback) -> None:
         """Take one report's reading and move the rate."""
         self._last_feedback = now
-        self._tripped = False  # reports are back; the rate probes up from where the breaker left it
+        if self._tripped:  # reports are back: the rate probes up from the floor, from now on
+            self._tripped = False
+            self._last_update = now
         step = 0.0 if self._last_update is None else min(MAX_STEP_S, max(0.0, now - self._last_update))
         self._last_update = now
         self._measure(now, feedback)
@@ -188,7 +190,7 @@ class RateController:
             near = self._near_kbps = None
         if near is not None and abs(self._rate - near) <= NEAR_BAND * near:
             per_s = 0.5 * self.datagram_bytes * 8 / 1000 / (RESPONSE_S + (self._srtt or 0.0))
-            self._rate += per_s * step
+            self._rate = min(self._rate + per_s * step, self._rate * (1 + PROBE_GROWTH_PER_S) ** step)
         else:
             self._rate *= (1 + PROBE_GROWTH_PER_S) ** step
         self._rate = min(self.ceiling_kbps, self._rate)
