@@ -140,10 +140,12 @@ def test_services_and_the_netem_sidecar_share_the_senders_namespace_with_net_adm
         environment = dict(item.split("=", 1) for item in environment)
     assert environment["LOSS"] == "30%"
     assert environment.get("NETEM_EXTRA") in ("", None)
+    assert environment.get("RATE") in ("", None) and environment["QUEUE_MS"] == "200"  # no bottleneck by default
     assert netem["build"]["dockerfile"] == "docker/Dockerfile.netem"
     # The sidecar's entry point really applies LOSS and NETEM_EXTRA as a netem qdisc on eth0.
     script = (DOCKER / "netem.sh").read_text()
-    assert "tc qdisc replace dev \"$dev\" root netem loss $loss ${NETEM_EXTRA:-}" in script
+    assert "tc qdisc replace dev \"$dev\" root netem loss $loss $bottleneck ${NETEM_EXTRA:-}" in script
+    assert 'bottleneck="rate ${RATE}kbit limit $limit"' in script  # RATE (kbit/s) and its QUEUE_MS queue
     assert "dev=${NETEM_DEV:-eth0}" in script and "loss=${LOSS:-30%}" in script
     assert "COPY docker/netem.sh" in (DOCKER / "Dockerfile.netem").read_text()
 
