@@ -157,6 +157,62 @@ async def _sample(scenario: Scenario, relay: Relay, senders: list[Sender], recei
     return samples
 
 
+def _flow_series(result: dict, index: int, key: str) -> list[tuple[float, float]]:
+    return [(s["t"], s["flows"][index][key]) for s in result["samples"] if s["flows"][index][key] is not None]
+
+
+def summarize(name: str, result: dict) -> dict[str, object]:
+    """The "done when" figures of one run: relay queue and drops, the receiver's latency, and per scenario
+    how fast the rate follows the link (sent rates are 1 s means of the payload the sender handed the
+    kernel)."""
+    relay, receiver, sender = result["relay"], result["receivers"][0], result["senders"][0]
+    summary: dict[str, object] = {
+        "queue_delay_ms_p50": relay["queue_delay_ms_p50"], "queue_delay_ms_p95": relay["queue_delay_ms_p95"],
+        "relay_drops": round((relay["overflowed"] + relay["dropped"]) / max(1, relay["received"]), 4),
+        "latency_ms_p50": receiver["latency_ms_p50"], "latency_ms_p95": receiver["latency_ms_p95"],
+        "segment_loss_rate": receiver["segment_loss_rate"],
+        "sent_kbps_mean": _mean(_flow_series(result, 0, "sent_kbps"), 5, None),
+    }  # fmt: skip
+    full = sender["rate_kbps"][-1][1] if sender["rate_kbps"] else None
+    if name == "schedule":
+        sent = _flow_series(result, 0, "sent_kbps")
+        summary["settle_s_after_10"] = _settle(sent, 10, 20, 80, 120)
+        summary["in_band_share_13_20"] = _share(sent, 13, 20, 80, 120)
+        summary["full_rate_s_after_20"] = _first(_flow_series(result, 0, "target_kbps"), 20, lambda v: v >= full)
+    if name == "fair":
+        shares = [_mean(_flow_series(result, i, "sent_kbps"), 10, None) for i in range(len(result["senders"]))]
+        summary["shares_of_250_after_10s"] = [round(share / 250, 3) for share in shares]
+    if name == "cut":
+        target = _flow_series(result, 0, "target_kbps")
+        floor = min(value for _, value in target)
+        summary["floor_s_after_cut"] = _first(target, 10, lambda v: v <= floor)
+        summary["full_rate_s_after_return"] = _first(target, 18, lambda v: v >= full)
+    return summary
+
+
+def _mean(series: list[tuple[float, float]], start: float, end: float | None) -> float:
+    values = [v for t, v in series if t >= start and (end is None or t < end)]
+    return round(sum(values) / len(values), 1) if values else float("nan")
+
+
+def _settle(series: list[tuple[float, float]], start: float, end: float, low: float, high: float) -> float | None:
+    """Seconds after ``start`` from which every value up to ``end`` is within [low, high]."""
+    inside = [(t, low <= v <= high) for t, v in series if start <= t < end]
+    for index, (t, _) in enumerate(inside):
+        if all(ok for _, ok in inside[index:]):
+            return round(t - start, 2)
+    return None
+
+
+def _share(series: list[tuple[float, float]], start: float, end: float, low: float, high: float) -> float:
+    inside = [low <= v <= high for t, v in series if start <= t < end]
+    return round(sum(inside) / len(inside), 3) if inside else float("nan")
+
+
+def _first(series: list[tuple[float, float]], start: float, condition) -> float | None:  # type: ignore[no-untyped-def]
+    return next((round(t - start, 2) for t, v in series if t >= start and condition(v)), None)
+
+
 def plot(result: dict, path: Path, title: str) -> None:
     import matplotlib
 
@@ -187,11 +243,17 @@ def plot(result: dict, path: Path, title: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("scenario", choices=sorted(SCENARIOS))
+    p.add_argument("--summarize", type=Path, nargs="+", metavar="JSON",
+                   help="print the figures of earlier runs of this scenario (their --json files) instead")
     p.add_argument("--no-feedback", dest="feedback", action="store_false", help="both ends open loop")
     p.add_argument("--seconds", type=float, help="override the scenario's length")
     p.add_argument("--json", type=Path, help="write samples and final reports here")
     p.add_argument("--plot", type=Path, help="write a rate and latency plot here (PNG)")
     args = p.parse_args(argv)
+    if args.summarize:
+        for path in args.summarize:
+            print(json.dumps({"run": str(path), **summarize(args.scenario, json.loads(path.read_text()))}))
+        return 0
     scenario = SCENARIOS[args.scenario]
     if args.seconds is not None:
         scenario = Scenario(args.seconds, scenario.impairment, scenario.flows, scenario.cut)
@@ -206,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 "latency_ms_p95", "reports_sent", "gops_concealed")}
                              for r in result["receivers"]]}  # fmt: skip
     print(json.dumps(summary, indent=1, default=str))
+    print(json.dumps(summarize(args.scenario, result)))
     return 0
 
 

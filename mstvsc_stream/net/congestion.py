@@ -9,6 +9,12 @@ takes ``now``), so it is tested on synthetic feedback and the sender only feeds 
   scheduling hiccup at either end, one). Above :data:`OVERUSE_DELAY_S` the link is overused: the rate drops to
   :data:`DECREASE_FACTOR` times the rate the receiver acknowledged over the last
   :data:`MEASURE_WINDOW_S` (what the bottleneck really carries while its queue is full), and never by more than half at once.
+* Start-up: the first time a delivered rate is known (:data:`MEASURE_WINDOW_S` of feedback after the
+  first report), a delivered rate short of the sending rate by more than :data:`STARTUP_SHORTFALL` sets
+  the rate to :data:`DECREASE_FACTOR` times it, once. Until the first report the sender ran open loop at
+  the ceiling, so a queue may already have been standing when the first round trip was measured; that
+  base round trip then includes it and no delay is seen. Sending below the link drains the queue and
+  the base round trip is learned right; under random loss this costs a ramp back up of a few seconds.
 * Loss is congestion only with a queue: a loss share above :data:`LOSS_CONGESTION` while the queuing
   delay exceeds :data:`LOSS_DELAY_S` (a shallow queue overflowing) is handled like overuse (half the loss
   share off the rate while no delivered rate is known yet). Loss without rising delay (a
@@ -36,6 +42,7 @@ from dataclasses import dataclass
 
 BASE_RTT_WINDOW_S = 10.0
 OVERUSE_DELAY_S = 0.040
+STARTUP_SHORTFALL = 0.10
 LOSS_CONGESTION = 0.02
 LOSS_DELAY_S = 0.010
 DECREASE_FACTOR = 0.9
@@ -90,6 +97,7 @@ class RateController:
         self._hold_until = float("-inf")
         self._near_kbps: float | None = None
         self._near_at = float("-inf")
+        self._started_up = False
         self.decreases = 0
         self.trips = 0
 
@@ -137,8 +145,13 @@ class RateController:
         lossy = loss > LOSS_CONGESTION and self._queue_delay > LOSS_DELAY_S
         if now < self._hold_until:
             return
+        delivered = self._delivered_kbps(now)
+        if not self._started_up and delivered is not None:
+            self._started_up = True
+            if delivered < (1 - STARTUP_SHORTFALL) * self._rate:
+                self._decrease(now, max(DECREASE_FACTOR * delivered, MAX_DECREASE * self._rate))
+                return
         if overused or lossy:
-            delivered = self._delivered_kbps(now)
             if delivered is not None:
                 target = DECREASE_FACTOR * delivered
             else:
