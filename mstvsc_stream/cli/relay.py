@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listen", type=common.checked(parse_endpoint), metavar="[HOST]:PORT",
                         help="where the sender sends (port 0: any free port, logged)")
     parser.add_argument("--to", type=common.checked(parse_endpoint), metavar="HOST:PORT", help="the receiver")
-    parser.add_argument("--flow", action="append", type=common.checked(_parse_flow), metavar="[HOST]:PORT=HOST:PORT",
+    parser.add_argument("--flow", action="append", type=common.checked(_parse_flow), metavar="LISTEN=TO",
                         help="per-flow mode, instead of --listen/--to: datagrams to this listening port go to this "
                              "destination; repeat for more flows, which all share one bottleneck queue")
     losses = parser.add_mutually_exclusive_group()

@@ -6,9 +6,10 @@ takes ``now``), so it is tested on synthetic feedback and the sender only feeds 
 
 * Queuing delay is the round-trip time over the smallest one of the last :data:`BASE_RTT_WINDOW_S`
   seconds, taking the least of the last :data:`DELAY_SAMPLES` round trips (a queue delays them all; a
-  scheduling hiccup at either end, one). Above :data:`OVERUSE_DELAY_S` the link is overused: the rate drops to
-  :data:`DECREASE_FACTOR` times the rate the receiver acknowledged over the last
-  :data:`MEASURE_WINDOW_S` (what the bottleneck really carries while its queue is full), and never by more than half at once.
+  scheduling hiccup at either end, one). Above :data:`OVERUSE_DELAY_S` the link is overused: the rate
+  drops to :data:`DECREASE_FACTOR` times the rate the receiver acknowledged over the last
+  :data:`MEASURE_WINDOW_S` (what the bottleneck really carries while its queue is full), and never by
+  more than half at once.
 * Start-up: the first time a delivered rate is known (:data:`MEASURE_WINDOW_S` of feedback after the
   first report), a delivered rate short of the sending rate by more than :data:`STARTUP_SHORTFALL` sets
   the rate to :data:`DECREASE_FACTOR` times it, once. Until the first report the sender ran open loop at
@@ -16,18 +17,19 @@ takes ``now``), so it is tested on synthetic feedback and the sender only feeds 
   base round trip then includes it and no delay is seen. Sending below the link drains the queue and
   the base round trip is learned right; under random loss this costs a ramp back up of a few seconds.
 * Loss is congestion only with a queue: a loss share above :data:`LOSS_CONGESTION` while the queuing
-  delay exceeds :data:`LOSS_DELAY_S` (a shallow queue overflowing) is handled like overuse (half the loss
-  share off the rate while no delivered rate is known yet). Loss without rising delay (a
-  lossy radio link) leaves the rate alone: the semantic codec is built to decode through it, and sending
-  less would only lose picture quality.
+  delay exceeds :data:`LOSS_DELAY_S` (a shallow queue overflowing) is handled like overuse (half the
+  loss share off the rate while no delivered rate is known yet). Loss without rising delay (a lossy
+  radio link) leaves the rate alone: the semantic codec is built to decode through it, and sending less
+  would only lose picture quality.
 * After a decrease the rate holds for :data:`HOLD_S` (or two round trips, if longer), so the queue drains
   and the feedback reflects the new rate before another decision.
 * Otherwise the rate grows by :data:`PROBE_GROWTH_PER_S` per second, and only additively while it is
   near the rate at which congestion last struck (within :data:`NEAR_BAND`, for :data:`NEAR_MEMORY_S`):
-  half a datagram per response time (100 ms plus the round trip) as in GCC, never faster than the probe, the same absolute step for
-  every flow of the same datagram size, so flows sharing a bottleneck converge to equal shares (AIMD):
-  fast when far from the capacity, careful close to it. Increases are per second of feedback, not per report, so a flood of
-  reports raises the rate no faster than real feedback does.
+  half a datagram per response time (100 ms plus the round trip) as in GCC, never faster than the
+  probe. The same absolute step for every flow of the same datagram size makes flows that share a
+  bottleneck converge to equal shares (AIMD): fast when far from the capacity, careful close to it.
+  Increases are per second of feedback, not per report, so a flood of reports raises the rate no faster
+  than real feedback does.
 * The rate stays within [floor, ceiling]: the ceiling is ``--kbps`` (or the stream's full rate), the floor
   the descriptors plus one segment per GOP.
 * Circuit breaker: when feedback that was flowing stops for :data:`FEEDBACK_TIMEOUT_S` (or four round
@@ -64,8 +66,8 @@ class Feedback:
     """One receiver report as the sender reads it against what it sent.
 
     ``rtt_s``: round trip of the newest datagram the receiver had (None when it cannot be matched);
-    ``acked_bytes``: bytes newly known to have arrived (segments, with their share of the descriptors); ``sent`` / ``lost``: segments of the GOPs this
-    report finalised, and how many of them never arrived.
+    ``acked_bytes``: bytes newly known to have arrived (segments, with their share of the descriptors);
+    ``sent`` / ``lost``: segments of the GOPs this report finalised, and how many never arrived.
     """
 
     rtt_s: float | None
@@ -119,7 +121,8 @@ class RateController:
 
     def rate_kbps(self, now: float) -> float:
         """The rate to send at from ``now`` on; trips the circuit breaker when feedback has stopped."""
-        if self._last_feedback is not None and not self._tripped and now - self._last_feedback > self.feedback_timeout():
+        silent = self._last_feedback is not None and now - self._last_feedback > self.feedback_timeout()
+        if silent and not self._tripped:
             self._tripped = True
             self.trips += 1
             self._rate = self.floor_kbps

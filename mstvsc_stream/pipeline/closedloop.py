@@ -98,8 +98,8 @@ class SenderLoop:
             count = min(count, self._dithered(descriptor, rate))
         elif self.enabled and not self._noticed_open_loop and now - self._started > OPEN_LOOP_NOTICE_S:
             self._noticed_open_loop = True
-            log.info("no receiver reports: open loop at the %s rate", "--kbps" if self.cap_segments < descriptor.n_segments
-                     else "full")  # fmt: skip
+            capped = self.cap_segments < descriptor.n_segments
+            log.info("no receiver reports: open loop at the %s rate", "--kbps" if capped else "full")
         self._sample(now, rate_for_segments(descriptor, count, overhead=self._overhead))
         self.withheld_by_cap += descriptor.n_segments - self.cap_segments
         self.withheld_by_controller += self.cap_segments - count
