@@ -7,8 +7,10 @@ import secrets
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_gopbuffer import FakeSender, push_all
 
 from mstvsc_stream.net.feedback import ReportReader, ReportSealer
+from mstvsc_stream.net.gopbuffer import GopBuffer
 from mstvsc_stream.net.opening import DatagramOpener
 from mstvsc_stream.wire import SegmentHeader, WireError
 from mstvsc_stream.wire.report import (
@@ -118,3 +120,10 @@ def test_plain_reader_refuses_other_sessions_and_junk() -> None:
     assert reader.read(GOLDEN.datagram(), {1, 2}) is None
     assert reader.read(b"\0\xff\xfe", {GOLDEN.session_id}) is None
     assert reader.by_reason() == {"session": 1, "short": 1}
+
+
+def test_a_receiver_counts_a_report_it_gets_as_invalid() -> None:
+    sender, buffer = FakeSender(), GopBuffer()
+    push_all(buffer, sender.gop(0)[:2])
+    assert push_all(buffer, [GOLDEN.datagram()]) == []
+    assert buffer.stats.invalid_by_reason == {"label_range": 1}
