@@ -3,29 +3,19 @@ reverse path. Uses tools/congestion_bench.py's transport codec (the real model's
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tool_modules import load_tool
 
 from mstvsc_stream.net.eventloop import run
 from mstvsc_stream.net.relay import Impairment
 
 pytestmark = pytest.mark.timeout(60)
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "congestion_bench.py"
-
-
 def load_bench() -> ModuleType:
-    if "congestion_bench" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("congestion_bench", TOOL)
-        assert spec is not None and spec.loader is not None
-        module = sys.modules["congestion_bench"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["congestion_bench"]
+    return load_tool("congestion_bench")
 
 
 @pytest.mark.parametrize("sealed", [False, True])

@@ -3,9 +3,6 @@ loop of tools/fuzz_receiver.py (1,000,000 datagrams there, 20,000 here)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -13,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_gopbuffer import ADDR, N_SEGMENTS, OTHER_ADDR, PAYLOAD, FakeSender, counters
+from tool_modules import load_tool
 
 from mstvsc_stream.net.gopbuffer import GopBuffer
 from mstvsc_stream.net.sources import SourcePolicy
@@ -20,17 +18,9 @@ from mstvsc_stream.wire import DESCRIPTOR_LABEL, SegmentHeader
 
 pytestmark = pytest.mark.timeout(120)
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "fuzz_receiver.py"
-
-
 def load_fuzz_tool() -> ModuleType:
-    """tools/fuzz_receiver.py as a module (registered first: its dataclasses look themselves up)."""
-    if "fuzz_receiver" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("fuzz_receiver", TOOL)
-        assert spec is not None and spec.loader is not None
-        module = sys.modules["fuzz_receiver"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["fuzz_receiver"]
+    """tools/fuzz_receiver.py as a module."""
+    return load_tool("fuzz_receiver")
 
 
 labels = st.one_of(st.integers(0, N_SEGMENTS + 2), st.just(DESCRIPTOR_LABEL), st.integers(0, 0xFFFF))
