@@ -237,7 +237,7 @@ class ImpairedLink:
         departure = now + delay
         if self._link is not None:
             waited = self._link.backlog(departure)
-            if impairment.queue_s is not None and waited > impairment.queue_s:
+            if impairment.queue_s is not None and waited > impairment.queue_s + 1e-9:  # exactly full still fits
                 self.stats.overflowed += 1
                 return
             self._queue_delays.append(waited)
