@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 
 import pytest
+from test_pipeline_units import DESCRIPTOR
 
 from mstvsc_stream.net.congestion import (
     HOLD_S,
@@ -20,7 +21,8 @@ from mstvsc_stream.net.congestion import (
     RateController,
 )
 from mstvsc_stream.net.feedback import ReceptionLog, SendLedger
-from mstvsc_stream.pipeline.batching import sending_labels
+from mstvsc_stream.pipeline.batching import rate_for_segments, sending_labels
+from mstvsc_stream.pipeline.closedloop import SenderLoop
 from mstvsc_stream.wire.report import ReceiverReport
 
 FLOOR, CEILING = 24.0, 190.0
@@ -194,3 +196,13 @@ def test_the_ledger_refuses_reports_about_datagrams_it_never_sent() -> None:
     report = ReceiverReport(1, 0, 7, 3, 0, 0, 0, 0, 7, (4,))
     assert ledger.read(report, 1.1) is None  # label 3 was never sent
     assert ledger.read(ReceiverReport(1, 0, 7, 0, 5_000_000, 0, 0, 0, 7, (4,)), 1.1) is None  # held > rtt
+
+
+def test_the_sender_loop_sends_every_segment_at_the_ceiling_and_follows_a_lower_target_on_average() -> None:
+    loop = SenderLoop(DESCRIPTOR, None, None, 0)
+    loop.controller.on_feedback(0.0, Feedback(0.01))  # engaged, at the ceiling
+    assert [loop.segments_for(DESCRIPTOR, 0.01 * i) for i in range(20)] == [DESCRIPTOR.n_segments] * 20
+    target = rate_for_segments(DESCRIPTOR, 5.5)  # half-way between 5 and 6 segments per GOP
+    loop.controller._rate = target  # noqa: SLF001 - a target between two whole counts
+    counts = [loop.segments_for(DESCRIPTOR, 0.2 + 0.01 * i) for i in range(20)]
+    assert set(counts) == {5, 6} and sum(counts) == 110

@@ -11,11 +11,13 @@ takes ``now``), so it is tested on synthetic feedback and the sender only feeds 
   :data:`MEASURE_WINDOW_S` (what the bottleneck really carries while its queue is full), and never by
   more than half at once.
 * Start-up: the first time a delivered rate is known (:data:`MEASURE_WINDOW_S` of feedback after the
-  first report), a delivered rate short of the sending rate by more than :data:`STARTUP_SHORTFALL` sets
-  the rate to :data:`DECREASE_FACTOR` times it, once. Until the first report the sender ran open loop at
-  the ceiling, so a queue may already have been standing when the first round trip was measured; that
-  base round trip then includes it and no delay is seen. Sending below the link drains the queue and
-  the base round trip is learned right; under random loss this costs a ramp back up of a few seconds.
+  first report), a loss share above :data:`STARTUP_SHORTFALL` sets the rate to :data:`DECREASE_FACTOR`
+  times the delivered rate, once. Until the first report the sender ran open loop at the ceiling, so a
+  queue may already have been standing (and overflowing) when the first round trip was measured; that
+  base round trip then includes it and no delay is seen. Sending below the link drains the queue and the
+  base round trip is learned right; under random loss this costs a ramp back up of a few seconds. (Loss,
+  not the delivered rate against the target: a sender that sends less than its target, a slow source or
+  an offline one, is not congested.)
 * Loss is congestion only with a queue: a loss share above :data:`LOSS_CONGESTION` while the queuing
   delay exceeds :data:`LOSS_DELAY_S` (a shallow queue overflowing) is handled like overuse (half the
   loss share off the rate while no delivered rate is known yet). Loss without rising delay (a lossy
@@ -151,7 +153,7 @@ class RateController:
         delivered = self._delivered_kbps(now)
         if not self._started_up and delivered is not None:
             self._started_up = True
-            if delivered < (1 - STARTUP_SHORTFALL) * self._rate:
+            if loss > STARTUP_SHORTFALL:
                 self._decrease(now, max(DECREASE_FACTOR * delivered, MAX_DECREASE * self._rate))
                 return
         if overused or lossy:

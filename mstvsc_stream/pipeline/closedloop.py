@@ -112,7 +112,7 @@ class SenderLoop:
         follows the target instead of stepping down to whole segments (one is ~6 % of a GOP at 320x240)."""
         bare = rate_for_segments(descriptor, 0, overhead=self._overhead)
         exact = (kbps - bare) / (rate_for_segments(descriptor, 1, overhead=self._overhead) - bare) + self._carry
-        count = max(1, min(descriptor.n_segments, int(exact)))
+        count = max(1, min(descriptor.n_segments, int(exact + 1e-9)))  # the ceiling's rate buys every segment
         self._carry = min(1.0, max(0.0, exact - count))
         return count
 
