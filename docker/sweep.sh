@@ -23,7 +23,7 @@ export RESULTS=${RESULTS:-$here/out/sweep-$(date +%Y%m%d-%H%M%S)}
 export IMAGE=${IMAGE:-mstvsc-stream:latest} NETEM_IMAGE=${NETEM_IMAGE:-mstvsc-netem:latest}
 # A finite, complete run: every GOP encoded and sent, however slow the CPU, so frames out can be
 # compared with frames sent.
-export SENDER_ARGS=${SENDER_ARGS:---frames $frames --no-realtime}
+export SENDER_ARGS=${SENDER_ARGS:---frames $frames --no-realtime --no-feedback}  # loss, not congestion control
 
 if docker compose version >/dev/null 2>&1; then
     compose=(docker compose)

@@ -105,7 +105,9 @@ def assert_consistent(report: dict, frames_sent: int, gop: int = 4) -> None:
 
 def test_every_frame_sent_comes_out_through_a_lossy_relay(codec: TorchCodec, tmp_path: Path) -> None:
     recording = tmp_path / "out.mkv"
-    outcome = stream(codec, codec, loss=0.3, frames=32, rx={"record": recording})
+    # Open loop: this checks loss and its recovery; under 30 % random loss the congestion controller's
+    # start-up check would withhold segments too (tests/test_closed_loop.py covers the closed loop).
+    outcome = stream(codec, codec, loss=0.3, frames=32, tx={"feedback": False}, rx={"record": recording})
     report, sender = outcome.report, outcome.sender
     assert sender.frames_sent > 0
     assert_consistent(report, sender.frames_sent)
@@ -272,7 +274,10 @@ def default_codec_or_skip() -> Callable[[], TorchCodec]:
 def test_default_model_streams_recognisable_video(tmp_path: Path) -> None:
     default = default_codec_or_skip()()
     recording = tmp_path / "default.mkv"
-    outcome = stream(default, default, frames=8, size=(320, 240), tx={"realtime": False}, rx={"record": recording})
+    # Open loop: on one busy process the decoder's CPU time delays the reports, which the controller would
+    # read as queuing delay and withhold segments.
+    outcome = stream(default, default, frames=8, size=(320, 240), tx={"realtime": False, "feedback": False},
+                     rx={"record": recording})  # fmt: skip
     assert_consistent(outcome.report, 8)
     assert outcome.report["segment_loss_rate"] == 0.0
     original = read_frames(sample_clip_path(), n=8, size=(320, 240))

@@ -75,7 +75,7 @@ def test_a_whole_small_gop_codes_in_datagrams_out() -> None:
     assert permutation(codes.size).tolist() == ints("gop.perm")
     segments = packetizer.segments(codes)
     assert b"".join(segments).hex() == VECTORS["gop.packed"]
-    datagrams = gop_datagrams(descriptor, segments, len(segments), DESCRIPTOR_COPIES)
+    datagrams = gop_datagrams(descriptor, segments, range(len(segments)), DESCRIPTOR_COPIES)
     assert [d.hex() for d in datagrams] == [VECTORS[f"gop.datagram.{k}"] for k in range(6)]
     ending = end_of_input_datagrams(descriptor)
     assert len(ending) == 8 and {d.hex() for d in ending} == {VECTORS["gop.end_flag_datagram"]}

@@ -135,8 +135,9 @@ fi
 
 started=$SECONDS
 # --no-realtime: every GOP is encoded and sent however slow the CPU, so frames out can equal frames sent.
+# --no-feedback: the segment loss measured must be the hop's, not segments withheld by congestion control.
 if ! timeout 300 ip netns exec "$ns_tx" "$py" -m mstvsc_stream.cli.send --input "$clip" --size "$size" \
-    --frames "$frames" --no-realtime --backend "$backend" --to "$destination" \
+    --frames "$frames" --no-realtime --no-feedback --backend "$backend" --to "$destination" \
     --stats-json "$out/sender.json" >"$out/sender.log" 2>&1; then
     echo "netns_e2e: the sender failed:" >&2
     cat "$out/sender.log" >&2
