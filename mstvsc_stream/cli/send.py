@@ -3,6 +3,8 @@
     mstvsc-send --camera 0 --to 192.168.1.20:5000
     mstvsc-send --input clip.mp4 --size 320x240 --to [ff02::1]:5000 --iface eth0 --kbps 400
     mstvsc-send --camera 0 --to 192.168.1.20:5000 --key-file stream.key   # sealed (see mstvsc-keygen)
+    ffmpeg -i rtsp://camera/stream -f nut - | mstvsc-send --input - --to 192.168.1.20:5000
+    mstvsc-send --input sample --loop --to 127.0.0.1:5000                 # the bundled clip
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from .common import (
     add_model_args,
     add_seed_arg,
     check_output_path,
+    check_resolves,
     checked,
+    input_location,
     open_codec,
     parse_size,
     parser,
@@ -45,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = parser("mstvsc-send", "Encode video with MSTVSC and stream it over UDP to mstvsc-recv.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--camera", type=int, metavar="N", help="capture from camera N")
-    source.add_argument("--input", metavar="PATH_OR_URL", help="video file or URL (rtsp://, http://, ...)")
+    source.add_argument("--input", metavar="PATH|URL|-|sample",
+                        help="video file, URL (rtsp://, http://, ...), - for standard input (any container FFmpeg "
+                             "reads from a pipe: NUT, Matroska, MPEG-TS, y4m), or sample for the bundled clip "
+                             "(77 frames)")
     p.add_argument("--to", required=True, type=checked(parse_endpoint), metavar="HOST:PORT",
                    help="receiver: IPv4, [IPv6]:port, host name or multicast group")
     p.add_argument("--size", type=parse_size, metavar="WxH",
@@ -113,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
 
     def body() -> int:
+        check_resolves(args.to, local=False)
         config = _config(args)
+        if args.input is not None:
+            args.input = input_location(args.input)
         source = _open_source(args)
         try:
             sender = Sender(open_codec(args), source, config)

@@ -102,5 +102,7 @@ async def gather_gops(
         if len(frames) == gop:
             yield CapturedGop(np.stack([f.image for f in frames]), frames[0].captured_at, frames[0].sequence)
             frames = []
+    if max_frames is not None and taken < max_frames:
+        log.info("the input ended after %d frames, before the %d asked for", taken, max_frames)
     if frames:
         log.info("input ended inside a GOP: %d trailing frame(s) not sent", len(frames))

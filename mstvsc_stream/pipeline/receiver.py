@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..media import Display
+from ..media.output import FrameOutput
+from ..media.recorder import OutputClosed, RecordTarget, record_target
 from ..net.endpoint import Endpoint
 from ..net.gopbuffer import GopBuffer, ReleasedGop
 from ..net.opening import DatagramOpener
@@ -51,7 +53,7 @@ class ReceiverConfig:
     seed: int = DEFAULT_SEED
     iface: str | None = None  # multicast interface
     display: bool = False
-    record: Path | None = None  # container from the extension: .mp4 H.264, .mkv lossless FFV1
+    record: RecordTarget | Path | None = None  # a path: container from the extension (.mp4 H.264, .mkv FFV1)
     max_frames: int | None = None
     duration_s: float | None = None
     idle_exit_s: float | None = None  # silence of the followed stream (or since the first datagram) that ends the run
@@ -126,13 +128,23 @@ class Receiver:
     async def start(self) -> Endpoint:
         """Opens the window and binds the socket (so a caller can learn the port); ``run`` calls it too."""
         if self._transport is None:
-            display = Display("mstvsc-recv") if self.config.display else None
-            self._playout = Playout(display, self.config.record, self.config.max_frames)
+            self._playout = Playout(self._open_output(), self.config.max_frames)
             self._transport = await DatagramReceiver.open(
                 self.config.listen, self._on_datagram, iface=self.config.iface
             )
             log.info("listening on %s, model %s", self._transport.local_address, self.codec.model_id)
         return self._transport.local_address
+
+    def _open_output(self) -> FrameOutput | None:
+        """The window and the recording, on a thread of their own (the window opens now)."""
+        record = self.config.record
+        if record is not None and not isinstance(record, RecordTarget):
+            record = record_target(record)
+        if not self.config.display and record is None:
+            return None
+        output = FrameOutput((lambda: Display("mstvsc-recv")) if self.config.display else None, record)
+        output.start()
+        return output
 
     def stop(self, reason: str = "stopped") -> None:
         """End now, dropping what has not been played yet (Ctrl-C, --duration)."""
@@ -203,6 +215,7 @@ class Receiver:
             "descriptors_received": b.descriptors_received,
             "descriptors_inferred": b.descriptors_inferred,
             "frames_out": playout.frames_out if playout is not None else 0,
+            "frames_dropped_output": playout.output.frames_dropped if playout and playout.output else 0,
             "datagrams": self._transport.stats.datagrams if self._transport is not None else 0,
             "invalid_datagrams": b.invalid_datagrams + sum(refused.values()),
             "invalid_by_reason": dict(sorted((b.invalid_by_reason + refused).items())),
@@ -324,7 +337,18 @@ class Receiver:
             if playout.window_closed:
                 self.stop("window_closed")
                 return
+            if playout.output is not None and playout.output.ended is not None:
+                self._output_ended(playout.output.ended)
+                return
         self.stop(self.end_reason or "finished")
+
+    def _output_ended(self, error: Exception) -> None:
+        """A pipe whose reader left ends the run cleanly, with one line; any other output error ends it
+        with that error."""
+        if not isinstance(error, OutputClosed):
+            raise error
+        log.info("%s; stopping", error)
+        self.stop("output_closed")
 
     # --- housekeeping ---------------------------------------------------------------------------------
 
