@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -164,10 +164,11 @@ class _SharedBlob:
 
 
 def export_graphs(model: MSTVSC, card: ModelCard, sizes: list[tuple[int, int]], folder: Path,
-                  precisions: tuple[str, ...] = PRECISIONS) -> dict[str, str]:
+                  precisions: tuple[str, ...] = PRECISIONS, on_step: Callable[[str], None] | None = None
+                  ) -> dict[str, str]:
     """Write encoder and decoder graphs in each precision for each padded ``(height, width)``, and their
     shared weights blob, into ``folder``; return ``{file name: sha256}`` for all of them (the card's
-    ``"onnx"`` mapping)."""
+    ``"onnx"`` mapping). ``on_step`` hears of each part exported ("encoder 320x256"), for progress."""
     model = model.eval().cpu()
     blob = _SharedBlob()
     graphs: dict[str, onnx.ModelProto] = {}
@@ -182,6 +183,8 @@ def export_graphs(model: MSTVSC, card: ModelCard, sizes: list[tuple[int, int]], 
                 blob.externalize(proto)
                 graphs[graph_name(part, padded, precision)] = proto
             log.info("exported %s %s", part, size_text(*padded))
+            if on_step is not None:
+                on_step(f"{part} {size_text(*padded)}")
     folder.mkdir(parents=True, exist_ok=True)
     for name, proto in graphs.items():
         onnx.save_model(proto, folder / name)
