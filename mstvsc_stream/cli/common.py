@@ -23,6 +23,7 @@ from ..runtime import (
     BACKENDS,
     DEFAULT_MODEL,
     DEVICES,
+    INT8_PSNR_COST_DB,
     PRECISION_CHOICES,
     Codec,
     ModelError,
@@ -55,9 +56,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="inference backend: onnx (ONNX Runtime, no PyTorch needed), torch, or auto (the fastest "
                         "usable, logged)")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="where inference runs: cpu (default) or cuda (ONNX needs onnxruntime-gpu: pip install "
+                        "'mstvsc-stream[gpu]'; torch needs a CUDA build of PyTorch)")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                   help="ONNX graphs: int8 (about 1.5x faster on a CPU, within 0.05 dB), fp32, or auto (int8 on "
+                   help=f"ONNX graphs: int8 (about 1.5x faster on a CPU, within {INT8_PSNR_COST_DB} dB), fp32, or auto "
+                        "(int8 on "
                         "the CPU, fp32 on CUDA and with torch)")
     p.add_argument("--threads", type=checked(positive_int), default=None, metavar="N",
                    help="inference threads (default $MSTVSC_THREADS, else the usable CPUs; use 1 when a sender "

@@ -147,8 +147,8 @@ class OnnxCodec:
         if self.providers[0] == CUDA and session.get_providers()[0] != CUDA:
             log.warning("ONNX Runtime could not start CUDA for %s; running it on the CPU", path.name)
             self.backend = self._backend_name(CPU)
-        log.info("%s: %s %s, %s, %d threads", self.model_id, part, size_text(*padded), session.get_providers()[0],
-                 self.threads)
+        log.info("%s: %s %s, %s, %d thread%s", self.model_id, part, size_text(*padded), session.get_providers()[0],
+                 self.threads, "" if self.threads == 1 else "s")
         return session
 
     def _export(self, padded: tuple[int, int], frame: tuple[int, int]) -> Path:
