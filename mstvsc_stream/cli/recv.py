@@ -5,6 +5,7 @@
     mstvsc-recv --listen :5000 --display --key-file stream.key --accept 192.168.1.10
     mstvsc-recv --listen :5000 --record - | ffplay -
     mstvsc-recv --listen :5000 --record "udp://239.0.0.1:1234?pkt_size=1316"
+    mstvsc-recv --listen :5000 --http :8080                # open http://127.0.0.1:8080/ in a browser
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to listen, e.g. :5000, [::]:5000 or a multicast group 239.1.2.3:5000")
     p.add_argument("--iface", metavar="NAME", help="network interface that joins a multicast group")
     p.add_argument("--display", action="store_true", help="show the video in a window (q or Esc to quit)")
+    p.add_argument("--http", type=checked(parse_endpoint), metavar="[HOST]:PORT",
+                   help="serve a browser preview (live picture and stats) here: loopback unless HOST is named, "
+                        "e.g. :8080; another host gets the picture unencrypted, even from a sealed stream")
     p.add_argument("--record", type=_recording, metavar="PATH|-|URL",
                    help="record to a file (.mp4 H.264, the default; .mkv or .avi lossless FFV1; .webm VP9), to "
                         "standard output (-, NUT with raw video unless --record-format says otherwise), or "
@@ -98,6 +102,7 @@ def _config(args: argparse.Namespace) -> ReceiverConfig:
         status_interval_s=args.status_interval,
         key=None if args.key_file is None else read_key_file(args.key_file),
         accept=SourcePolicy.parse(args.accept, args.source_timeout),
+        preview=args.http,
     )
 
 

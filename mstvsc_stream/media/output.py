@@ -1,4 +1,5 @@
-"""The receiver's frames out (window, recording, pipe or URL), written by one thread of its own.
+"""The receiver's frames out (window, recording, pipe or URL, browser preview), written by one thread of
+its own.
 
 Encoding a frame (x264, FFV1), drawing a window or writing to a pipe whose reader is slow takes
 milliseconds to forever; done on the receiving event loop, it would delay the timestamps of the
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 
 from mstvsc_stream.media.errors import MediaError
+from mstvsc_stream.media.mjpeg import MjpegFeed
 from mstvsc_stream.media.recorder import OutputClosed, Recorder, RecordTarget
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,8 @@ class FrameOutput:
     """Shows and/or records frames on a thread of its own; ``start()`` it, ``await put()`` frames,
     ``close()`` it.
 
-    ``open_screen`` makes the window (called on the output thread); ``record`` is where the recording
-    goes, opened at the first frame with that frame's size and rate. Frames of another size later are
+    ``open_screen`` makes the window (called on the output thread); ``preview`` gets every frame for a
+    browser (it keeps only the newest); ``record`` is where the recording goes, opened at the first frame with that frame's size and rate. Frames of another size later are
     scaled into the first size, so one run gives one playable file.
 
     :attr:`ended` holds the error that stopped the output (a full disk, a refused URL; an
@@ -58,7 +60,7 @@ class FrameOutput:
     """
 
     def __init__(self, open_screen: Callable[[], Screen] | None = None, record: RecordTarget | None = None,
-                 capacity: int = DEFAULT_CAPACITY) -> None:
+                 capacity: int = DEFAULT_CAPACITY, preview: MjpegFeed | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.frames_written = 0
@@ -66,6 +68,7 @@ class FrameOutput:
         self.ended: MediaError | None = None
         self._open_screen = open_screen
         self._record = record
+        self._preview = preview
         self._lossless = record is not None and record.is_file
         self._capacity = capacity
         self._queue: deque[tuple[np.ndarray, float] | None] = deque()
@@ -176,6 +179,8 @@ class FrameOutput:
             self._recorder.write(frame)
         if self._screen is not None:
             self._screen.show(frame)
+        if self._preview is not None:
+            self._preview.offer(frame)
         self.frames_written += 1
 
     def _finish(self) -> None:

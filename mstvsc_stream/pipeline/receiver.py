@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..media import Display
+from ..media.mjpeg import MjpegFeed
 from ..media.output import FrameOutput
 from ..media.recorder import OutputClosed, RecordTarget, record_target
 from ..net.endpoint import Endpoint
@@ -38,6 +39,7 @@ from .admission import StreamAdmission
 from .decoding import GopDecoder, Outcome
 from .metrics import Timings, format_report
 from .playout import DecodedGop, Playout
+from .preview import PreviewServer
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class ReceiverConfig:
     status_interval_s: float = 5.0
     key: bytes | None = None  # sealed stream: only datagrams sealed under this key are accepted
     accept: SourcePolicy = SourcePolicy(lock=True)  # which senders are followed, and when another takes over
+    preview: Endpoint | None = None  # serve a browser preview (picture and stats) here; host "" is loopback
 
     def __post_init__(self) -> None:
         for name in ("duration_s", "idle_exit_s"):
@@ -100,6 +103,7 @@ class Receiver:
         self._admission = StreamAdmission(config.seed, self._decoder.models, codec.model_id)
         self._transport: DatagramReceiver | None = None
         self._playout: Playout | None = None
+        self._preview: PreviewServer | None = None
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="decode")
         self._queue: deque[_Work | None] = deque()  # None: no more input, finish after what is queued
         self._queued = asyncio.Event()
@@ -140,10 +144,20 @@ class Receiver:
         record = self.config.record
         if record is not None and not isinstance(record, RecordTarget):
             record = record_target(record)
-        if not self.config.display and record is None:
+        feed = None
+        if self.config.preview is not None:
+            feed = MjpegFeed()
+            self._preview = PreviewServer(feed, self.config.preview, sealed=self.config.key is not None)
+            self._preview.start()
+        if not self.config.display and record is None and feed is None:
             return None
-        output = FrameOutput((lambda: Display("mstvsc-recv")) if self.config.display else None, record)
-        output.start()
+        output = FrameOutput((lambda: Display("mstvsc-recv")) if self.config.display else None, record, preview=feed)
+        try:
+            output.start()
+        except BaseException:
+            if self._preview is not None:
+                self._preview.close()
+            raise
         return output
 
     def stop(self, reason: str = "stopped") -> None:
@@ -165,6 +179,8 @@ class Receiver:
         decoding = asyncio.create_task(self._decode_loop())
         playing = asyncio.create_task(self._playout_loop())
         helpers = [asyncio.create_task(self._report_periodically())]
+        if self._preview is not None:
+            helpers.append(asyncio.create_task(self._preview.publish_every(self.report, self._bytes_received)))
         if self.config.idle_exit_s is not None:
             helpers.append(asyncio.create_task(self._exit_when_idle(self.config.idle_exit_s)))
         duration = None
@@ -342,6 +358,9 @@ class Receiver:
                 return
         self.stop(self.end_reason or "finished")
 
+    def _bytes_received(self) -> int:
+        return self._transport.stats.bytes if self._transport is not None else 0
+
     def _output_ended(self, error: Exception) -> None:
         """A pipe whose reader left ends the run cleanly, with one line; any other output error ends it
         with that error."""
@@ -386,4 +405,7 @@ class Receiver:
             self._transport.close()
         if self._playout is not None:
             self._playout.close()
+        if self._preview is not None:
+            self._preview.close()
+            self._preview.feed.close()
         self._worker.shutdown(wait=False, cancel_futures=True)
