@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
     prints the whole usage first, which buries the line that says what is wrong)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
