@@ -38,6 +38,13 @@ def segments_within_rate(
     return min(fitting, descriptor.n_segments)
 
 
+def stream_kbps(descriptor: SessionDescriptor, copies: int = DESCRIPTOR_COPIES, overhead: int = 0) -> float:
+    """The rate of the whole stream, every segment and the descriptor copies of each GOP included."""
+    per_gop = copies * (len(descriptor.datagram()) + overhead)
+    per_gop += descriptor.n_segments * (HEADER_SIZE + descriptor.payload_size + overhead)
+    return per_gop * 8 / descriptor.gop_duration_s / 1000
+
+
 def gop_datagrams(descriptor: SessionDescriptor, segments: list[bytes], count: int, copies: int) -> list[bytes]:
     """Datagrams for segments ``0..count-1`` of ``segments`` with ``copies`` descriptor datagrams among them.
 

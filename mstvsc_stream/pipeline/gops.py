@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
@@ -72,6 +72,27 @@ class PulledFrames:
             if close_frames is not None:
                 close_frames()  # a generator's ``with`` blocks release the file now, not at garbage collection
             self._source.close()
+
+
+class DecimatedFeed:
+    """Every ``step()``-th frame of ``feed``; ``step`` is asked per frame, so a change of rate (the
+    sender's ``--degrade framerate``) applies from the next frame on."""
+
+    def __init__(self, feed: FrameFeed, step: Callable[[], int]) -> None:
+        self._feed = feed
+        self._step = step
+        self._skipped = 0
+
+    def get(self) -> CapturedFrame | None:
+        while (frame := self._feed.get()) is not None:
+            if self._skipped + 1 >= self._step():
+                self._skipped = 0
+                return frame
+            self._skipped += 1
+        return None
+
+    def stop(self) -> None:
+        self._feed.stop()
 
 
 @dataclass(frozen=True, slots=True)

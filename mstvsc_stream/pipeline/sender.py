@@ -8,6 +8,11 @@ replaces (counted): GOPs that are never sent take no GOP counter, so the receive
 them and latency stays at about one encode. Offline (``realtime=False``) nothing is dropped; the input
 is simply read as fast as the encoder takes it.
 
+When encoding cannot keep up later on, ``degrade`` chooses what gives (:mod:`.adaptation`): whole GOPs
+(``drop``), the frame rate or the frame size. A step to another rung starts a new session from the same
+socket, which the receiver follows at once; frames are captured at the first rung and decimated or
+scaled down to the current one.
+
 With a ``key`` every datagram is sealed (:mod:`..wire.sealing`): payloads shrink by the sealing overhead
 so datagrams keep their size, the rate cap counts the overhead, and a session that has used up its
 nonces gives way to a new one.
@@ -18,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 from ..media import CaptureThread, FrameSource
@@ -38,8 +45,10 @@ from ..wire import (
 )
 from ..wire.limits import stream_limit_problem
 from ..wire.sealing import SEAL_OVERHEAD, Sealer, sealed_payload_size
-from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, segments_within_rate
-from .gops import CapturedGop, FrameFeed, PulledFrames, gather_gops
+from .adaptation import AdaptationConfig, AdaptationPolicy, Rung, Switch, build_ladder
+from .advice import DEGRADED, DROPPED, SENDER_ADVICE, ThrottledWarning
+from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, segments_within_rate, stream_kbps
+from .gops import CapturedGop, DecimatedFeed, FrameFeed, PulledFrames, gather_gops
 from .metrics import Timings, format_report
 
 log = logging.getLogger(__name__)
@@ -65,6 +74,8 @@ class SenderConfig:
     max_frames: int | None = None
     stats_interval_s: float = 5.0
     key: bytes | None = None  # seal every datagram with this pre-shared 32-byte key
+    degrade: str = "drop"  # what gives when encoding falls behind: drop (GOPs), framerate or resolution
+    adaptation: AdaptationConfig = AdaptationConfig()  # when to step down and back up
 
     def __post_init__(self) -> None:
         if not 0.0 < self.pacing <= 1.0:
@@ -97,36 +108,53 @@ class Sender:
     reason.
     """
 
-    def __init__(self, codec: Codec, source: FrameSource, config: SenderConfig) -> None:
-        width, height = source.size
-        n_elements = codec.latent_length(height, width)
-        payload_size = config.payload_size
-        if config.packets is not None:
-            payload_size = payload_size_for_packets(n_elements, config.packets)
-        if config.key is not None:
-            payload_size = sealed_payload_size(n_elements, payload_size)
+    def __init__(self, codec: Codec, source: FrameSource, config: SenderConfig,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.codec = codec
         self.source = source
         self.config = config
-        self.packetizer = GopPacketizer(n_elements, config.seed, payload_size)
-        problem = stream_limit_problem(width, height, n_elements, self.packetizer.n_segments)
-        if problem:
-            raise ValueError(f"receivers refuse this stream: {problem}")
-        name, weights_hash = split_model_id(codec.model_id)
-        self.descriptor = SessionDescriptor(
-            new_session_id(), 0, 0, width, height, max(1, round(source.fps * 1000)), codec.gop, n_elements,
-            self.packetizer.payload_size, self.packetizer.n_segments, self.packetizer.seed_fingerprint,
-            name, weights_hash,
-        )  # fmt: skip
-        self._sealer = None if config.key is None else Sealer(config.key, self.descriptor.session_id)
-        overhead = 0 if config.key is None else SEAL_OVERHEAD
-        self.segments_per_gop = segments_within_rate(self.descriptor, config.kbps, overhead=overhead)
+        serves = getattr(codec, "serves", None)  # resolution steps only to sizes with graphs at hand
+        ladder = build_ladder(config.degrade, *source.size, source.fps, codec.gop,
+                              available=(lambda w, h: serves(h, w)) if serves else (lambda w, h: True))
+        self.policy = AdaptationPolicy(ladder, config.adaptation, clock)
+        self._overhead = 0 if config.key is None else SEAL_OVERHEAD
+        self._start_session(self.policy.rung)  # the first rung's checks raise before anything opens
+        self.policy.ladder = [replace(rung, kbps=stream_kbps(self._session_for(rung)[0], overhead=self._overhead))
+                              for rung in ladder]
         self.stats = SenderStats()
         self._capture: CaptureThread | None = None
         self._feed: FrameFeed | None = None
         self._transport: DatagramSender | None = None
         self._work: asyncio.Task[None] | None = None
         self._stop_requested = False
+        self._behind = ThrottledWarning(log, clock)
+
+    def _session_for(self, rung: Rung) -> tuple[SessionDescriptor, GopPacketizer]:
+        """A new session's descriptor (GOP counter 0) and packetizer for frames of ``rung``."""
+        cfg = self.config
+        n_elements = self.codec.latent_length(rung.height, rung.width)
+        payload_size = cfg.payload_size
+        if cfg.packets is not None:
+            payload_size = payload_size_for_packets(n_elements, cfg.packets)
+        if cfg.key is not None:
+            payload_size = sealed_payload_size(n_elements, payload_size)
+        packetizer = GopPacketizer(n_elements, cfg.seed, payload_size)
+        problem = stream_limit_problem(rung.width, rung.height, n_elements, packetizer.n_segments)
+        if problem:
+            raise ValueError(f"receivers refuse this stream: {problem}")
+        name, weights_hash = split_model_id(self.codec.model_id)
+        descriptor = SessionDescriptor(
+            new_session_id(), 0, 0, rung.width, rung.height, max(1, round(rung.fps * 1000)), self.codec.gop,
+            n_elements, packetizer.payload_size, packetizer.n_segments, packetizer.seed_fingerprint, name,
+            weights_hash,
+        )  # fmt: skip
+        return descriptor, packetizer
+
+    def _start_session(self, rung: Rung) -> None:
+        self.descriptor, self.packetizer = self._session_for(rung)
+        self._sealer = None if self.config.key is None else Sealer(self.config.key, self.descriptor.session_id)
+        self.segments_per_gop = segments_within_rate(self.descriptor, self.config.kbps, overhead=self._overhead)
+        self._next_counter = 0
 
     @property
     def frames_sent(self) -> int:
@@ -182,6 +210,8 @@ class Sender:
             "stream_kbps": round(sent_bytes * 8 / gop_seconds / 1000, 1) if gop_seconds else None,
             "encode_ms_p50": stats.encode_ms.percentile(50),
             "encode_ms_p95": stats.encode_ms.percentile(95),
+            "degrade": self.config.degrade,
+            **self.policy.summary(),
         }
 
     async def _stream(self) -> None:
@@ -192,7 +222,9 @@ class Sender:
                 cfg.destination, ttl=cfg.ttl, iface=cfg.iface, kbps=cfg.kbps
             )
             if cfg.realtime:  # the first encode opens sessions and buffers: pay for it before the clock runs
-                await asyncio.get_running_loop().run_in_executor(encoder, self._warm_up)
+                costs = await asyncio.get_running_loop().run_in_executor(encoder, self._warm_up)
+                self.policy.ladder = [replace(rung, cost_s=costs[rung.width, rung.height])
+                                      for rung in self.policy.ladder]
         except BaseException:
             # from run() on the source is ours, and the feed that would close it never opened
             self.source.close()
@@ -227,7 +259,8 @@ class Sender:
         if not self.config.realtime:
             return PulledFrames(self.source)
         self._capture = CaptureThread(self.source, capacity=2 * self.codec.gop, realtime=self.config.pace_input)
-        return self._capture.start()
+        top = self.policy.ladder[0].fps
+        return DecimatedFeed(self._capture.start(), lambda: max(1, round(top / self.policy.rung.fps)))
 
     async def _gather(self, feed: FrameFeed, reader: ThreadPoolExecutor, mailbox: _Mailbox) -> None:
         """Posts whole GOPs, then None at the end of the input or the error that ended capture."""
@@ -240,6 +273,7 @@ class Sender:
                 if mailbox.full():
                     mailbox.get_nowait()
                     self.stats.gops_dropped += 1
+                    self._warn_dropped()
                 mailbox.put_nowait(gop)
         except Exception as error:  # raised again by the encoding loop, in the caller's task
             ending = error
@@ -259,9 +293,12 @@ class Sender:
                     break
                 started = time.perf_counter()
                 segments = await loop.run_in_executor(encoder, self._encode, gop.frames)
-                self.stats.encode_ms.add((time.perf_counter() - started) * 1000)
-                last = self._descriptor_for(gop, 0 if last is None else last.gop_counter + 1)
+                seconds = time.perf_counter() - started
+                self.stats.encode_ms.add(seconds * 1000)
+                last = self._descriptor_for(gop)
                 datagrams = self._datagrams(last, segments)
+                if self.config.realtime and (switch := self.policy.observe_encode(seconds)) is not None:
+                    self._switch(switch)
                 if sending is not None:
                     await sending  # the previous GOP's datagrams are still being paced out
                 sending = asyncio.create_task(transport.send_paced(datagrams, span))
@@ -277,19 +314,53 @@ class Sender:
             if sending is not None:
                 sending.cancel()
 
-    def _warm_up(self) -> None:
-        width, height = self.source.size
-        self.codec.encode(np.zeros((self.codec.gop, height, width, 3), np.uint8))
+    def _warm_up(self) -> dict[tuple[int, int], float | None]:
+        """Encodes a blank GOP at every size of the ladder (sessions open, buffers grow); with more than
+        one rung, a second encode per size measures what each costs (the policy's step-up prediction)."""
+        costs: dict[tuple[int, int], float | None] = {}
+        for rung in self.policy.ladder:
+            if (rung.width, rung.height) not in costs:
+                blank = np.zeros((self.codec.gop, rung.height, rung.width, 3), np.uint8)
+                self.codec.encode(blank)
+                cost = None
+                if len(self.policy.ladder) > 1:
+                    started = time.perf_counter()
+                    self.codec.encode(blank)
+                    cost = time.perf_counter() - started
+                costs[rung.width, rung.height] = cost
+        return costs
 
     def _encode(self, frames: np.ndarray) -> list[bytes]:
-        """Encoder thread: codes, interleaved and cut into segment payloads."""
+        """Encoder thread: codes, interleaved and cut into segment payloads (frames scaled to the session's
+        size first when a resolution step is in force)."""
+        width, height = self.descriptor.width, self.descriptor.height
+        if frames.shape[1:3] != (height, width):
+            frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
         return self.packetizer.segments(self.codec.encode(frames))
 
-    def _descriptor_for(self, gop: CapturedGop, counter: int) -> SessionDescriptor:
+    def _descriptor_for(self, gop: CapturedGop) -> SessionDescriptor:
         needed = self.packetizer.n_segments + DESCRIPTOR_COPIES + END_OF_INPUT_COPIES
         if self._sealer is not None and self._sealer.remaining < needed:
             self._renew_session(self._sealer)
+        counter, self._next_counter = self._next_counter, self._next_counter + 1
         return replace(self.descriptor, gop_counter=counter, capture_time_us=int(gop.captured_at * 1_000_000))
+
+    def _switch(self, switch: Switch) -> None:
+        """A new session at the policy's new rung, from the same socket (the receiver follows at once)."""
+        before = self.descriptor.session_id
+        self._start_session(switch.to)
+        if switch.down:
+            log.warning("%s: %s; stepping down to %s (new session %016x replaces %016x); %s",
+                        switch.reason, switch.detail, switch.to.label, self.descriptor.session_id, before,
+                        SENDER_ADVICE)  # fmt: skip
+        else:
+            log.warning("%s: %s; stepping back up to %s (new session %016x replaces %016x)", switch.reason,
+                        switch.detail, switch.to.label, self.descriptor.session_id, before)  # fmt: skip
+
+    def _warn_dropped(self) -> None:
+        budget = self.policy.rung.budget_s * 1000
+        self._behind.warn(f"{self.stats.gops_dropped} GOPs {DROPPED} so far: the encoder needs more than the "
+                          f"{budget:.0f} ms GOP interval (encode {self.stats.encode_ms.summary()}); {SENDER_ADVICE}")
 
     def _datagrams(self, descriptor: SessionDescriptor, segments: list[bytes]) -> list[bytes]:
         stats = self.stats
@@ -319,7 +390,10 @@ class Sender:
             sent_bytes = self._transport.stats.bytes if self._transport is not None else 0
             kbps = (sent_bytes - previous_bytes) * 8 / interval / 1000
             previous_bytes = sent_bytes
+            policy = self.policy
+            degraded = f", {DEGRADED} to {policy.rung.label} ({policy.switches[-1].reason})" if policy.level else ""
             log.info(
-                "sent %d GOPs (%d dropped), %d segments, %.1f kbps, encode %s",
-                stats.gops_sent, stats.gops_dropped, stats.segments_sent, kbps, stats.encode_ms.summary(),
+                "sent %d GOPs, %d %s, %d segments, %.1f kbps, encode %s%s",
+                stats.gops_sent, stats.gops_dropped, DROPPED, stats.segments_sent, kbps,
+                stats.encode_ms.summary(), degraded,
             )  # fmt: skip

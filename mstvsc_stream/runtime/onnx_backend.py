@@ -100,6 +100,10 @@ class OnnxCodec:
     def latent_length(self, height: int, width: int) -> int:
         return self.cfg.latent_length(height, width)
 
+    def serves(self, height: int, width: int) -> bool:
+        """Whether graphs for this frame size are at hand (shipped or cached), so none must be exported."""
+        return self._folder is not None or graph_folder(self.card, padded_size(height, width), self.precision) is not None
+
     def prepare(self, height: int, width: int, parts: tuple[str, ...] = PARTS) -> None:
         """Open (and if needed export) the graphs for a frame size now instead of at the first GOP."""
         for part in parts:
