@@ -4,7 +4,9 @@ codec, the link-rate input, and the sender stepping between sessions over real l
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import socket
 import time
 from collections.abc import Callable
 
@@ -244,3 +246,46 @@ def test_the_sender_steps_down_to_a_smaller_size_in_a_new_session(tiny: TorchCod
     assert [(d.width, d.height) for d in sessions] == [(320, 240), (256, 192)]
     assert sessions[1].n_elements == tiny.latent_length(192, 256)
     assert report["rung"] == "256x192 @ 30 fps" and report["gops_sent"] >= 1
+
+
+# --- mstvsc-send --camera N --size auto, a file standing in for the camera ---------------------------------
+
+
+class FileCamera(FileSource):
+    """The sample clip where ``mstvsc-send --camera N`` would open a camera: like one, it paces itself."""
+
+    def __init__(self, index: int, size: tuple[int, int], fps: float) -> None:
+        super().__init__(sample_clip_path(), size=size, fps=fps, loop=True)
+
+    def __iter__(self):
+        due = time.monotonic()
+        for frame in super().__iter__():
+            due += 1 / self.fps
+            time.sleep(max(0.0, due - time.monotonic()))
+            yield frame
+
+
+def test_send_camera_picks_the_largest_size_this_machine_encodes_in_time_and_says_why(
+    tiny: TorchCodec, monkeypatch: pytest.MonkeyPatch, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mstvsc_stream.cli import send
+
+    # 640x480: 0.37 s per GOP, over the 133 ms interval; 320x240: 92 ms, within 75 % of it
+    codec = SleepyCodec(tiny, lambda: True, seconds_per_megapixel=0.3)
+    monkeypatch.setattr(send, "CameraSource", FileCamera)
+    monkeypatch.setattr(send, "open_codec", lambda args: codec)
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    stats = tmp_path / "tx.json"
+    try:
+        with caplog.at_level(logging.INFO):
+            status = send.main(["--camera", "0", "--to", f"127.0.0.1:{sink.getsockname()[1]}", "--frames", "48",
+                                "--stats-json", str(stats)])
+    finally:
+        sink.close()
+    assert status == 0
+    report = json.loads(stats.read_text())
+    said = [r.getMessage() for r in caplog.records if "--size auto" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("--size auto: 320x240, the largest size encoded within 75 % of the 133 ms")
+    assert "640x480" in said[0]  # and what the larger size took
+    assert report["gops_sent"] == 12 and report["gops_dropped"] == 0

@@ -27,6 +27,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..runtime.base import Codec
 from .advice import ENCODER_BEHIND
 
 DEGRADE_MODES = ("drop", "framerate", "resolution")
@@ -230,3 +233,35 @@ def build_ladder(mode: str, width: int, height: int, fps: float, gop: int,
     if mode == "drop":
         return [top]
     raise ValueError(f"unknown degradation {mode!r} (choose {', '.join(DEGRADE_MODES)})")
+
+
+AUTO_HEADROOM = 0.75  # --size auto: the encode time may fill at most this share of the GOP interval
+AUTO_TIMED_RUNS = 2  # timed encodes per candidate after the one that opens its session; the slower counts
+
+
+def choose_size(codec: Codec, fps: float, candidates: Sequence[tuple[int, int]] = RESOLUTION_STEPS,
+                available: Callable[[int, int], bool] = lambda w, h: True,
+                clock: Callable[[], float] = time.perf_counter) -> tuple[tuple[int, int], str, bool]:
+    """``--size auto``: the largest of ``candidates`` (largest first) the encoder runs in real time with
+    headroom on this machine now, timed on blank GOPs before the session starts. Returns the size, the
+    reason (for the log) and whether it fits at all (else the smallest, and the stream will drop GOPs)."""
+    budget = codec.gop / fps
+    tried = []
+    sizes = [size for size in candidates if available(*size)] or list(candidates[-1:])
+    for width, height in sizes:
+        blank = np.zeros((codec.gop, height, width, 3), np.uint8)
+        codec.encode(blank)
+        cost = 0.0
+        for _ in range(AUTO_TIMED_RUNS):
+            started = clock()
+            codec.encode(blank)
+            cost = max(cost, clock() - started)
+        tried.append(f"{width}x{height} {cost * 1000:.0f} ms")
+        if cost <= AUTO_HEADROOM * budget:
+            return (width, height), (f"{width}x{height}, the largest size encoded within {AUTO_HEADROOM * 100:.0f} % of "
+                                     f"the {budget * 1000:.0f} ms GOP interval at {fps:g} fps here "
+                                     f"(per GOP: {', '.join(tried)})"), True
+    width, height = sizes[-1]
+    return (width, height), (f"{width}x{height}, the smallest shipped size, though even it takes more than "
+                             f"{AUTO_HEADROOM * 100:.0f} % of the {budget * 1000:.0f} ms GOP interval at {fps:g} fps "
+                             f"(per GOP: {', '.join(tried)})"), False
