@@ -71,7 +71,7 @@ class FrameOutput:
         self._preview = preview
         self._lossless = record is not None and record.is_file
         self._capacity = capacity
-        self._queue: deque[tuple[np.ndarray, float] | None] = deque()
+        self._queue: deque[tuple[np.ndarray, float, float | None] | None] = deque()
         self._ready = threading.Condition()
         self._room: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,9 +94,10 @@ class FrameOutput:
             self._thread.join()
             raise self.ended
 
-    async def put(self, frame: np.ndarray, fps: float) -> None:
-        """Queues a uint8 RGB frame shown at ``fps``. A live output drops it (counted) when the queue is
-        full; a file waits for room. Returns at once once the output has ended."""
+    async def put(self, frame: np.ndarray, fps: float, at: float | None = None) -> None:
+        """Queues a uint8 RGB frame shown at ``fps`` (recorded at time ``at``, see
+        :meth:`~mstvsc_stream.media.recorder.Recorder.write`). A live output drops it (counted) when the
+        queue is full; a file waits for room. Returns at once once the output has ended."""
         if self._lossless:
             while self._waiting() >= self._capacity and self.ended is None and self._thread.is_alive():
                 await self._wait_for_room()
@@ -106,7 +107,7 @@ class FrameOutput:
             if len(self._queue) >= self._capacity:
                 self.frames_dropped += 1
                 return
-            self._queue.append((frame, fps))
+            self._queue.append((frame, fps, at))
             self._ready.notify()
 
     def close(self) -> None:
@@ -160,7 +161,7 @@ class FrameOutput:
             self._made_room()
             self._finish()
 
-    def _next(self) -> tuple[np.ndarray, float] | None:
+    def _next(self) -> tuple[np.ndarray, float, float | None] | None:
         with self._ready:
             while not self._queue:
                 self._ready.wait()
@@ -168,7 +169,7 @@ class FrameOutput:
         self._made_room()
         return item
 
-    def _write(self, frame: np.ndarray, fps: float) -> None:
+    def _write(self, frame: np.ndarray, fps: float, at: float | None) -> None:
         if self._record is not None:
             height, width = frame.shape[:2]
             if self._recorder is None:
@@ -176,7 +177,7 @@ class FrameOutput:
             size = self._recorder.size
             if (width, height) != size:
                 frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-            self._recorder.write(frame)
+            self._recorder.write(frame, at)
         if self._screen is not None:
             self._screen.show(frame)
         if self._preview is not None:

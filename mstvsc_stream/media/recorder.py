@@ -32,6 +32,9 @@ class Encoding:
     options: dict[str, str] = field(default_factory=dict)
 
 
+# Timestamps count in the 90 kHz clock of MPEG and RTP video: fine enough for any frame rate.
+TIME_BASE = Fraction(1, 90_000)
+
 # H.264 at crf 18 is visually lossless and plays everywhere; "veryfast" keeps a receiver recording live
 # video on a laptop core.
 _H264 = Encoding("libx264", "yuv420p", {"crf": "18", "preset": "veryfast"})
@@ -128,7 +131,9 @@ class Recorder:
 
     ``target`` is a :class:`RecordTarget` or a file path (container from the extension, codec from
     :data:`ENCODINGS`: ``.mp4``/``.mov`` H.264 (yuv420p, crf 18), ``.mkv``/``.avi`` lossless FFV1,
-    ``.webm`` VP9). Frames get consecutive timestamps at ``fps``. :meth:`close` (also run when the
+    ``.webm`` VP9). Frames get consecutive timestamps at ``fps``, or the times given to :meth:`write`
+    (a stream whose rate changed midway, e.g. a sender that halved its frame rate for a while, then
+    plays at its real speed). :meth:`close` (also run when the
     ``with`` block ends by an exception) flushes the encoder and writes the trailer, so the file is
     playable whatever happened. The output is opened in the constructor (the file created, the URL
     connected), so an unwritable path or an unreachable server fails at once with a :class:`MediaError`.
@@ -157,22 +162,39 @@ class Recorder:
                 )
                 stream.width, stream.height = self.size
                 stream.pix_fmt = encoding.pixel_format
+                stream.codec_context.time_base = TIME_BASE
                 container.start_encoding()
             except BaseException:
                 container.close()
                 raise
         self._container: OutputContainer | None = container
         self._stream = stream
+        self._frame_ticks = max(1, round(1 / (fps * TIME_BASE)))
+        self._last_pts: int | None = None
+        self._origin: float | None = None  # the time given with the first timed frame, minus its pts
 
-    def write(self, frame: np.ndarray) -> None:
-        """Appends one uint8 RGB ``[H, W, 3]`` frame of the recorder's size."""
+    def write(self, frame: np.ndarray, at: float | None = None) -> None:
+        """Appends one uint8 RGB ``[H, W, 3]`` frame of the recorder's size, shown at ``at`` seconds (any
+        clock, e.g. its capture time) or, without a time, one frame period after the previous frame. A
+        time that goes backwards (a sender with another clock took over) restarts the count one frame
+        period after the previous frame; gaps forward are kept (the picture froze that long)."""
         width, height = self.size
         if frame.dtype != np.uint8 or frame.shape != (height, width, 3):
             raise ValueError(f"expected uint8 frame of shape {(height, width, 3)}, got {frame.dtype} {frame.shape}")
         if self._container is None:
             raise ValueError(f"recorder for {self.target.name} is closed")
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        video_frame.pts = self.frames_written
+        following = 0 if self._last_pts is None else self._last_pts + self._frame_ticks
+        if at is None:
+            pts = following
+        else:
+            if self._origin is None:
+                self._origin = at - following * TIME_BASE
+            pts = round((at - self._origin) / TIME_BASE)
+            if pts <= following - self._frame_ticks:  # time went backwards (another clock): continue from here
+                self._origin, pts = at - following * TIME_BASE, following
+        video_frame.pts = self._last_pts = pts
+        video_frame.time_base = TIME_BASE
         with _errors_as_media_error(self.target.name):
             self._container.mux(self._stream.encode(video_frame))
         self.frames_written += 1

@@ -53,7 +53,8 @@ def frame_period(fps: float, frames: int, first_out: float, decoded_at: float) -
 class Playout:
     """Hands frames to ``output`` (window and/or recording, see
     :class:`~mstvsc_stream.media.output.FrameOutput`) at the stream's rate; stops taking frames after
-    ``max_frames``. Without an output, frames are only counted and timed.
+    ``max_frames``. Without an output, frames are only counted and timed. Each frame carries its
+    capture time, so a recording keeps the speed of a stretch the sender sent at another frame rate.
     """
 
     def __init__(self, output: FrameOutput | None, max_frames: int | None = None) -> None:
@@ -95,7 +96,8 @@ class Playout:
             if self._due > now:
                 await asyncio.sleep(self._due - now)
             if self._output is not None:
-                await self._output.put(frame, gop.descriptor.fps)
+                at = gop.descriptor.capture_time_us / 1e6 + index / gop.descriptor.fps
+                await self._output.put(frame, gop.descriptor.fps, at)
             self.frames_out += 1
             if index == 0 and gop.capture_time_known:
                 self.latency_ms.add((time.time() - gop.descriptor.capture_time_us / 1e6) * 1000)

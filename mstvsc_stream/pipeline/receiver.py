@@ -36,6 +36,7 @@ from ..net.transport import DatagramReceiver
 from ..runtime.base import Codec, backend_name
 from ..wire import DEFAULT_SEED, SessionDescriptor
 from .admission import StreamAdmission
+from .advice import HELD, RECEIVER_ADVICE, ThrottledWarning
 from .decoding import GopDecoder, Outcome
 from .metrics import Timings, format_report
 from .playout import DecodedGop, Playout
@@ -116,6 +117,8 @@ class Receiver:
         self._announced: SessionDescriptor | None = None
         self._first_counter: int | None = None
         self._outcomes = dict.fromkeys(Outcome, 0)
+        self._holds = 0  # GOPs marked to be held so far
+        self._behind = ThrottledWarning(log)
         self.end_reason = ""
 
     @property
@@ -313,6 +316,10 @@ class Receiver:
         waiting = [w for w in self._queue if w is not None and not w.held]
         if limit is not None and len(waiting) > limit:
             waiting[0].held = True
+            self._holds += 1
+            interval = work.gop.descriptor.gop_duration_s * 1000
+            self._behind.warn(f"{self._holds} GOPs {HELD} so far: decoding needs more than the {interval:.0f} ms "
+                              f"GOP interval (decode {self._decoder.decode_ms.summary()}); {RECEIVER_ADVICE}")
         self._queued.set()
 
     def _close_input(self, reason: str) -> None:
@@ -377,9 +384,9 @@ class Receiver:
             r = self.report()
             loss = r["segment_loss_rate"]
             log.info(
-                "%s GOPs (decoded %s, held %s, concealed %s), segment loss %s, %s frames out, %s invalid, "
+                "%s GOPs (decoded %s, %s %s, concealed %s), segment loss %s, %s frames out, %s invalid, "
                 "decode %s, latency %s",
-                r["gops_released"], r["gops_decoded"], r["gops_held"], r["gops_concealed"],
+                r["gops_released"], r["gops_decoded"], r["gops_held"], HELD, r["gops_concealed"],
                 "n/a" if loss is None else f"{loss:.1%}", r["frames_out"], r["invalid_datagrams"],
                 self._decoder.decode_ms.summary(), self._playout.latency_ms.summary() if self._playout else "n/a",
             )  # fmt: skip

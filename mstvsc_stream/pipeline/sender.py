@@ -117,6 +117,7 @@ class Sender:
         ladder = build_ladder(config.degrade, *source.size, source.fps, codec.gop,
                               available=(lambda w, h: serves(h, w)) if serves else (lambda w, h: True))
         self.policy = AdaptationPolicy(ladder, config.adaptation, clock)
+        self._started_at = time.time()  # the wall clock at the policy's time 0, for reports
         self._overhead = 0 if config.key is None else SEAL_OVERHEAD
         self._start_session(self.policy.rung)  # the first rung's checks raise before anything opens
         self.policy.ladder = [replace(rung, kbps=stream_kbps(self._session_for(rung)[0], overhead=self._overhead))
@@ -211,6 +212,8 @@ class Sender:
             "encode_ms_p50": stats.encode_ms.percentile(50),
             "encode_ms_p95": stats.encode_ms.percentile(95),
             "degrade": self.config.degrade,
+            "started_at": round(self._started_at, 3),
+            "rung_first": self.policy.ladder[0].label,
             **self.policy.summary(),
         }
 
