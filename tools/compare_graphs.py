@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mstvsc_stream.cli.common import parse_size  # noqa: E402
 from mstvsc_stream.media import read_frames, sample_clip_path  # noqa: E402
-from mstvsc_stream.pipeline.bench import machine_info  # noqa: E402
+from mstvsc_stream.analysis.bench import machine_info  # noqa: E402
 from mstvsc_stream.runtime import find_model  # noqa: E402
 from mstvsc_stream.runtime.onnx_backend import OnnxCodec  # noqa: E402
 
