@@ -289,3 +289,33 @@ def test_send_camera_picks_the_largest_size_this_machine_encodes_in_time_and_say
     assert len(said) == 1 and said[0].startswith("--size auto: 320x240, the largest size encoded within 75 % of the 133 ms")
     assert "640x480" in said[0]  # and what the larger size took
     assert report["gops_sent"] == 12 and report["gops_dropped"] == 0
+
+
+def test_gops_take_every_other_frame_at_half_rate_and_never_mix_two_rates() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mstvsc_stream.media import CapturedFrame
+    from mstvsc_stream.pipeline.gops import gather_gops
+
+    class ListFeed:
+        def __init__(self, n: int) -> None:
+            self._frames = iter(range(n))
+
+        def get(self) -> CapturedFrame | None:
+            i = next(self._frames, None)
+            return None if i is None else CapturedFrame(np.full((2, 2, 3), i, np.uint8), float(i), i)
+
+        def stop(self) -> None:
+            pass
+
+    steps = iter([1, 2, 2, 1])
+
+    async def gather() -> list:
+        with ThreadPoolExecutor(1) as reader:
+            return [g async for g in gather_gops(ListFeed(40), 4, reader, frame_step=lambda: next(steps, 1))]
+
+    gops = run(gather())
+    assert [[int(f[0, 0, 0]) for f in g.frames] for g in gops] == [
+        [0, 1, 2, 3], [4, 6, 8, 10], [12, 14, 16, 18], [20, 21, 22, 23], [24, 25, 26, 27], [28, 29, 30, 31],
+        [32, 33, 34, 35], [36, 37, 38, 39]]
+    assert [g.frame_step for g in gops][:4] == [1, 2, 2, 1]

@@ -74,27 +74,6 @@ class PulledFrames:
             self._source.close()
 
 
-class DecimatedFeed:
-    """Every ``step()``-th frame of ``feed``; ``step`` is asked per frame, so a change of rate (the
-    sender's ``--degrade framerate``) applies from the next frame on."""
-
-    def __init__(self, feed: FrameFeed, step: Callable[[], int]) -> None:
-        self._feed = feed
-        self._step = step
-        self._skipped = 0
-
-    def get(self) -> CapturedFrame | None:
-        while (frame := self._feed.get()) is not None:
-            if self._skipped + 1 >= self._step():
-                self._skipped = 0
-                return frame
-            self._skipped += 1
-        return None
-
-    def stop(self) -> None:
-        self._feed.stop()
-
-
 @dataclass(frozen=True, slots=True)
 class CapturedGop:
     """``gop`` consecutive frames, ready for the encoder."""
@@ -102,27 +81,36 @@ class CapturedGop:
     frames: np.ndarray  # uint8 RGB [T, H, W, 3]
     captured_at: float  # time.time() of the first frame: where the GOP's end-to-end latency starts
     first_sequence: int
+    frame_step: int = 1  # every frame_step-th input frame was taken: the GOP's rate is the input's / frame_step
 
 
 async def gather_gops(
-    feed: FrameFeed, gop: int, reader: Executor, max_frames: int | None = None
+    feed: FrameFeed, gop: int, reader: Executor, max_frames: int | None = None,
+    frame_step: Callable[[], int] = lambda: 1,
 ) -> AsyncIterator[CapturedGop]:
     """Whole GOPs from ``feed``, read in ``reader`` so the event loop never blocks on capture.
 
-    A trailing partial GOP is dropped and logged. ``max_frames`` ends the input after that many frames.
+    Each GOP takes every ``frame_step()``-th frame (asked once per GOP, so a GOP never mixes two rates;
+    the sender's ``--degrade framerate``). A trailing partial GOP is dropped and logged. ``max_frames``
+    ends the input after that many frames read.
     """
     loop = asyncio.get_running_loop()
     taken = 0
     frames: list[CapturedFrame] = []
+    step, skip = frame_step(), 0
     while max_frames is None or taken < max_frames:
         frame = await loop.run_in_executor(reader, feed.get)
         if frame is None:
             break
         taken += 1
+        if skip:
+            skip -= 1
+            continue
         frames.append(frame)
+        skip = step - 1
         if len(frames) == gop:
-            yield CapturedGop(np.stack([f.image for f in frames]), frames[0].captured_at, frames[0].sequence)
-            frames = []
+            yield CapturedGop(np.stack([f.image for f in frames]), frames[0].captured_at, frames[0].sequence, step)
+            frames, step = [], frame_step()
     if max_frames is not None and taken < max_frames:
         log.info("the input ended after %d frames, before the %d asked for", taken, max_frames)
     if frames:

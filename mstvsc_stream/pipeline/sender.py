@@ -48,13 +48,16 @@ from ..wire.sealing import SEAL_OVERHEAD, Sealer, sealed_payload_size
 from .adaptation import AdaptationConfig, AdaptationPolicy, Rung, Switch, build_ladder
 from .advice import DEGRADED, DROPPED, SENDER_ADVICE, ThrottledWarning
 from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, segments_within_rate, stream_kbps
-from .gops import CapturedGop, DecimatedFeed, FrameFeed, PulledFrames, gather_gops
+from .gops import CapturedGop, FrameFeed, PulledFrames, gather_gops
 from .metrics import Timings, format_report
 
 log = logging.getLogger(__name__)
 
 _Mailbox = asyncio.Queue  # of CapturedGop, then None (input ended) or the Exception that ended capture
 CAPTURE_CLOSE_S = 5.0  # how long a sender that ends waits, off the event loop, for its source to close
+# GOPs waiting for the encoder before the oldest is dropped: one with --degrade drop (latency stays at one
+# encode); a few with framerate or resolution, so a lag is worked off by stepping down, not by dropping
+DEGRADE_BACKLOG = 3
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ class Sender:
         return descriptor, packetizer
 
     def _start_session(self, rung: Rung) -> None:
+        self._rung = rung
         self.descriptor, self.packetizer = self._session_for(rung)
         self._sealer = None if self.config.key is None else Sealer(self.config.key, self.descriptor.session_id)
         self.segments_per_gop = segments_within_rate(self.descriptor, self.config.kbps, overhead=self._overhead)
@@ -242,7 +246,7 @@ class Sender:
         )  # fmt: skip
         self._feed = feed = self._open_feed()
         reader = ThreadPoolExecutor(1, thread_name_prefix="frames")
-        mailbox: _Mailbox = asyncio.Queue(maxsize=1)
+        mailbox: _Mailbox = asyncio.Queue(maxsize=1 if len(self.policy.ladder) == 1 else DEGRADE_BACKLOG)
         gathering = asyncio.create_task(self._gather(feed, reader, mailbox))
         reporting = asyncio.create_task(self._report_periodically())
         try:
@@ -262,14 +266,15 @@ class Sender:
         if not self.config.realtime:
             return PulledFrames(self.source)
         self._capture = CaptureThread(self.source, capacity=2 * self.codec.gop, realtime=self.config.pace_input)
-        top = self.policy.ladder[0].fps
-        return DecimatedFeed(self._capture.start(), lambda: max(1, round(top / self.policy.rung.fps)))
+        return self._capture.start()
 
     async def _gather(self, feed: FrameFeed, reader: ThreadPoolExecutor, mailbox: _Mailbox) -> None:
         """Posts whole GOPs, then None at the end of the input or the error that ended capture."""
         ending: Exception | None = None
         try:
-            async for gop in gather_gops(feed, self.codec.gop, reader, self.config.max_frames):
+            top = self.policy.ladder[0].fps
+            step = lambda: max(1, round(top / self.policy.rung.fps))  # noqa: E731
+            async for gop in gather_gops(feed, self.codec.gop, reader, self.config.max_frames, step):
                 if not self.config.realtime:
                     await mailbox.put(gop)
                     continue
@@ -294,6 +299,7 @@ class Sender:
                 if isinstance(gop, Exception):
                     failure = gop  # the input ended with an error: still tell the receiver it ended
                     break
+                self._follow_rung(gop)
                 started = time.perf_counter()
                 segments = await loop.run_in_executor(encoder, self._encode, gop.frames)
                 seconds = time.perf_counter() - started
@@ -301,7 +307,7 @@ class Sender:
                 last = self._descriptor_for(gop)
                 datagrams = self._datagrams(last, segments)
                 if self.config.realtime and (switch := self.policy.observe_encode(seconds)) is not None:
-                    self._switch(switch)
+                    self._announce(switch)
                 if sending is not None:
                     await sending  # the previous GOP's datagrams are still being paced out
                 sending = asyncio.create_task(transport.send_paced(datagrams, span))
@@ -348,17 +354,21 @@ class Sender:
         counter, self._next_counter = self._next_counter, self._next_counter + 1
         return replace(self.descriptor, gop_counter=counter, capture_time_us=int(gop.captured_at * 1_000_000))
 
-    def _switch(self, switch: Switch) -> None:
-        """A new session at the policy's new rung, from the same socket (the receiver follows at once)."""
+    def _announce(self, switch: Switch) -> None:
+        advice = f"; {SENDER_ADVICE}" if switch.down else ""
+        log.warning("%s: %s; stepping %s to %s%s", switch.reason, switch.detail, "down" if switch.down else "back up",
+                    switch.to.label, advice)  # fmt: skip
+
+    def _follow_rung(self, gop: CapturedGop) -> None:
+        """A new session, from the same socket, when this GOP is to go out at another size or rate than the
+        current session's: the policy's size, the rate the GOP was gathered at. GOPs gathered before a
+        change of rate still go out in the old session, so every session's frames have its rate."""
+        rung = replace(self.policy.rung, fps=self.policy.ladder[0].fps / gop.frame_step)
+        if (rung.width, rung.height, rung.fps) == (self._rung.width, self._rung.height, self._rung.fps):
+            return
         before = self.descriptor.session_id
-        self._start_session(switch.to)
-        if switch.down:
-            log.warning("%s: %s; stepping down to %s (new session %016x replaces %016x); %s",
-                        switch.reason, switch.detail, switch.to.label, self.descriptor.session_id, before,
-                        SENDER_ADVICE)  # fmt: skip
-        else:
-            log.warning("%s: %s; stepping back up to %s (new session %016x replaces %016x)", switch.reason,
-                        switch.detail, switch.to.label, self.descriptor.session_id, before)  # fmt: skip
+        self._start_session(rung)
+        log.info("session %016x replaces %016x: %s", self.descriptor.session_id, before, rung.label)
 
     def _warn_dropped(self) -> None:
         budget = self.policy.rung.budget_s * 1000
