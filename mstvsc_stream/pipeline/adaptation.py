@@ -62,9 +62,9 @@ class Rung:
 
 @dataclass(frozen=True)
 class AdaptationConfig:
-    down_after_s: float = 2.0  # sustained lag (or link shortfall) before stepping down
-    up_after_s: float = 5.0  # sustained headroom before stepping back up
-    min_switch_interval_s: float = 6.0  # never two switches closer than this
+    down_after_s: float = 1.5  # sustained lag (or link shortfall) before stepping down
+    up_after_s: float = 3.0  # sustained headroom before stepping back up
+    min_switch_interval_s: float = 4.0  # never two switches closer than this
     headroom: float = 0.75  # step up only when the rung above is predicted at <= this share of its budget
     smoothing: float = 0.3  # weight of the newest GOP in the smoothed encode time
 
