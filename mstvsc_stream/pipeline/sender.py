@@ -9,9 +9,11 @@ them and latency stays at about one encode. Offline (``realtime=False``) nothing
 is simply read as fast as the encoder takes it.
 
 When encoding cannot keep up later on, ``degrade`` chooses what gives (:mod:`.adaptation`): whole GOPs
-(``drop``), the frame rate or the frame size. A step to another rung starts a new session from the same
-socket, which the receiver follows at once; frames are captured at the first rung and decimated or
-scaled down to the current one.
+(``drop``), the frame rate or the frame size. Frames are captured at the first rung; a GOP is gathered
+at the policy's rate (every other frame at half rate) and scaled to its size when encoded, and the
+first GOP of another rung starts a new session from the same socket, which the receiver follows. With a
+choice other than ``drop``, up to 3 GOPs may wait for the encoder, so a lag turns into a step down
+rather than into dropped GOPs.
 
 With a ``key`` every datagram is sealed (:mod:`..wire.sealing`): payloads shrink by the sealing overhead
 so datagrams keep their size, the rate cap counts the overhead, and a session that has used up its
