@@ -167,8 +167,12 @@ def main() -> None:
     print(f"load average before: {load_average[0]:.2f} {load_average[1]:.2f} {load_average[2]:.2f}")
     if "switches" in tx:
         result["adaptation"] = adaptation = summarize_adaptation(tx, hog)
-        print(f"degrade {tx['degrade']}: {tx['switches']} switches, {tx['seconds_degraded']} s degraded"
-              + "".join(f"; {k.replace('_', ' ')} {v}" for k, v in adaptation.items() if k != "switch_log")
+        load = ""
+        if adaptation:
+            back = adaptation["back_after_load_s"]
+            load = (f"; CPU hog from {adaptation['load_from_s']} s to {adaptation['load_until_s']} s, "
+                    + (f"back at {tx['rung_first']} {back} s after it ended" if back is not None else "not back by the end"))
+        print(f"degrade {tx['degrade']}: {tx['switches']} switches, {tx['seconds_degraded']} s degraded{load}"
               + "".join(f"\n  {s['at_s']:7.2f} s  {s['reason']:<15} -> {s['to']}" for s in tx["switch_log"]))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
