@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..media import CameraSource, FileSource, FrameSource
 from ..net.endpoint import parse_endpoint
-from ..pipeline.adaptation import DEGRADE_MODES, RESOLUTION_STEPS, choose_size
+from ..pipeline.adaptation import DEGRADE_MODES, RESOLUTION_STEPS, choose_size, graphs_at_hand
 from ..pipeline.advice import SENDER_ADVICE
 from ..pipeline.sender import Sender, SenderConfig
 from ..runtime.base import Codec
@@ -119,8 +119,7 @@ def _open_source(args: argparse.Namespace, codec: Codec) -> FrameSource:
 
 def _auto_size(codec: Codec, fps: float) -> tuple[int, int]:
     """``--size auto``: time the encoder before the stream starts; say which size it picked and why."""
-    serves = getattr(codec, "serves", None)
-    size, reason, fits = choose_size(codec, fps, available=(lambda w, h: serves(h, w)) if serves else (lambda w, h: True))
+    size, reason, fits = choose_size(codec, fps, available=graphs_at_hand(codec))
     if fits:
         log.info("--size auto: %s", reason)
     else:

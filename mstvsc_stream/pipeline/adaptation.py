@@ -220,6 +220,13 @@ class AdaptationPolicy:
         return switch
 
 
+def graphs_at_hand(codec: Codec) -> Callable[[int, int], bool]:
+    """``available(width, height)`` for a codec: whether it has graphs for that size without exporting
+    (ONNX backends say so with ``serves``; others run any size)."""
+    serves = getattr(codec, "serves", None)
+    return (lambda w, h: serves(h, w)) if serves is not None else (lambda w, h: True)
+
+
 def build_ladder(mode: str, width: int, height: int, fps: float, gop: int,
                  available: Callable[[int, int], bool] = lambda w, h: True) -> list[Rung]:
     """The rungs for ``--degrade mode`` starting at ``width x height @ fps``. ``available(w, h)`` says

@@ -47,7 +47,7 @@ from ..wire import (
 )
 from ..wire.limits import stream_limit_problem
 from ..wire.sealing import SEAL_OVERHEAD, Sealer, sealed_payload_size
-from .adaptation import AdaptationConfig, AdaptationPolicy, Rung, Switch, build_ladder
+from .adaptation import AdaptationConfig, AdaptationPolicy, Rung, Switch, build_ladder, graphs_at_hand
 from .advice import DEGRADED, DROPPED, SENDER_ADVICE, ThrottledWarning
 from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, segments_within_rate, stream_kbps
 from .gops import CapturedGop, FrameFeed, PulledFrames, gather_gops
@@ -118,9 +118,8 @@ class Sender:
         self.codec = codec
         self.source = source
         self.config = config
-        serves = getattr(codec, "serves", None)  # resolution steps only to sizes with graphs at hand
-        ladder = build_ladder(config.degrade, *source.size, source.fps, codec.gop,
-                              available=(lambda w, h: serves(h, w)) if serves else (lambda w, h: True))
+        # resolution steps only to sizes with graphs at hand
+        ladder = build_ladder(config.degrade, *source.size, source.fps, codec.gop, graphs_at_hand(codec))
         self.policy = AdaptationPolicy(ladder, config.adaptation, clock)
         self._started_at = time.time()  # the wall clock at the policy's time 0, for reports
         self._overhead = 0 if config.key is None else SEAL_OVERHEAD
