@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from mstvsc_stream.media import FileSource, sample_clip_path
+from mstvsc_stream.media import FileSource, read_frames, sample_clip_path
 from mstvsc_stream.model.config import CONFIGS
 from mstvsc_stream.model.mstvsc import MSTVSC
 from mstvsc_stream.net.eventloop import run
@@ -319,3 +319,27 @@ def test_gops_take_every_other_frame_at_half_rate_and_never_mix_two_rates() -> N
         [0, 1, 2, 3], [4, 6, 8, 10], [12, 14, 16, 18], [20, 21, 22, 23], [24, 25, 26, 27], [28, 29, 30, 31],
         [32, 33, 34, 35], [36, 37, 38, 39]]
     assert [g.frame_step for g in gops][:4] == [1, 2, 2, 1]
+
+
+@pytest.mark.timeout(60)
+def test_the_receiver_follows_each_step_at_once_and_plays_every_frame_sent(tiny: TorchCodec, tmp_path) -> None:
+    from mstvsc_stream.pipeline.receiver import Receiver, ReceiverConfig
+
+    started = time.monotonic()
+    # 128x96 at 6 s/MP: 295 ms per GOP while "busy" (the first 1.5 s), over the 133 ms interval; then at once
+    codec = SleepyCodec(tiny, lambda: time.monotonic() - started < 1.5, seconds_per_megapixel=6.0)
+    recording = tmp_path / "out.mkv"
+
+    async def scenario() -> tuple[dict, dict]:
+        receiver = Receiver(tiny, ReceiverConfig("127.0.0.1:0", idle_exit_s=2.0, record=recording))
+        address = await receiver.start()
+        receiving = asyncio.create_task(receiver.run())
+        config = SenderConfig(address, max_frames=120, degrade="framerate",
+                              adaptation=AdaptationConfig(down_after_s=0.4, up_after_s=0.6, min_switch_interval_s=0.8))
+        sent = await Sender(codec, FileSource(sample_clip_path(), size=(128, 96), loop=True), config).run()
+        return sent, await asyncio.wait_for(receiving, 30)
+
+    sent, received = run(scenario())
+    assert sent["switches"] >= 2 and received["sessions"] >= 3
+    assert received["frames_out"] == sent["frames_sent"] and received["gops_concealed"] == 0
+    assert len(read_frames(recording)) == sent["frames_sent"]
