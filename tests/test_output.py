@@ -105,7 +105,7 @@ class BlockingRecorder:
     def __init__(self, target: object, fps: float, size: tuple[int, int]) -> None:
         self.size = size
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, at: float | None = None) -> None:
         BlockingRecorder.writing.set()
         BlockingRecorder.release.wait()
         BlockingRecorder.written += 1
