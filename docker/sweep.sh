@@ -21,9 +21,11 @@ project=${PROJECT:-mstvsc-sweep}
 run_timeout=${RUN_TIMEOUT:-600}
 export RESULTS=${RESULTS:-$here/out/sweep-$(date +%Y%m%d-%H%M%S)}
 export IMAGE=${IMAGE:-mstvsc-stream:latest} NETEM_IMAGE=${NETEM_IMAGE:-mstvsc-netem:latest}
-# A finite, complete run: every GOP encoded and sent, however slow the CPU, so frames out can be
-# compared with frames sent.
-export SENDER_ARGS=${SENDER_ARGS:---frames $frames --no-realtime --no-feedback}  # loss, not congestion control
+# A finite run in real time, as a camera would send it: a GOP the encoder has no time for is dropped
+# by the sender (counted in the summary), and frames out are compared with the frames actually sent.
+# SENDER_ARGS="--frames 120 --no-realtime" sends every GOP however slow the CPU (latency then grows).
+# --no-feedback: the sweep measures loss, not congestion control (withheld segments would count as loss).
+export SENDER_ARGS=${SENDER_ARGS:---frames $frames --no-feedback}
 
 if docker compose version >/dev/null 2>&1; then
     compose=(docker compose)
@@ -99,7 +101,8 @@ import json, pathlib, re, sys
 
 impair, losses = sys.argv[1], sys.argv[2:]
 root = pathlib.Path("/results")
-print(f"{'loss':>6} {'impair':>6} {'sent':>5} {'out':>5} {'seg loss':>9} {'dropped':>8} {'lat p50':>8}  recording")
+print(f"{'loss':>6} {'impair':>6} {'sent':>5} {'out':>5} {'tx GOPs dropped':>15} {'seg loss':>9} {'dropped':>8}"
+      f" {'lat p50':>8} {'lat p95':>8}  recording")
 for loss in losses:
     run = f"loss-{loss.rstrip('%')}"
     try:
@@ -114,7 +117,7 @@ for loss in losses:
     elif impair == "netem":
         found = re.findall(r"dropped (\d+)", (root / f"{run}.log").read_text())
         dropped = found[-1] if found else "-"
-    print(f"{loss:>6} {impair:>6} {tx['frames_sent']:>5} {rx['frames_out']:>5} {rx['segment_loss_rate']:>9.3f}"
-          f" {dropped:>8} {rx['latency_ms_p50']:>8}  {run}.mkv")
+    print(f"{loss:>6} {impair:>6} {tx['frames_sent']:>5} {rx['frames_out']:>5} {tx['gops_dropped']:>15}"
+          f" {rx['segment_loss_rate']:>9.3f} {dropped:>8} {rx['latency_ms_p50']:>8} {rx['latency_ms_p95']:>8}  {run}.mkv")
 EOF
 exit $status

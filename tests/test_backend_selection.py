@@ -45,7 +45,7 @@ def no_cuda(monkeypatch):
 def test_auto_prefers_shipped_onnx_graphs(card, caplog) -> None:
     with caplog.at_level(logging.INFO):
         assert choose_backend(card, "auto", "cpu") == ("onnx", "cpu")
-    assert "backend auto: ONNX Runtime on the CPU (graphs shipped for 320x256" in caplog.text
+    assert "backend auto: ONNX Runtime on the CPU (graphs shipped for 256x192, 320x256" in caplog.text
 
 
 def test_auto_uses_onnx_without_torch_when_graphs_ship(card, no_torch) -> None:

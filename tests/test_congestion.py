@@ -199,7 +199,8 @@ def test_the_ledger_refuses_reports_about_datagrams_it_never_sent() -> None:
 
 
 def test_the_sender_loop_sends_every_segment_at_the_ceiling_and_follows_a_lower_target_on_average() -> None:
-    loop = SenderLoop(DESCRIPTOR, None, None, 0)
+    loop = SenderLoop(None, None, 0)
+    loop.follow(DESCRIPTOR)
     loop.controller.on_feedback(0.0, Feedback(0.01))  # engaged, at the ceiling
     assert [loop.segments_for(DESCRIPTOR, 0.01 * i) for i in range(20)] == [DESCRIPTOR.n_segments] * 20
     target = rate_for_segments(DESCRIPTOR, 5.5)  # half-way between 5 and 6 segments per GOP

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mstvsc_stream.runtime import INT8_PSNR_COST_DB
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
@@ -53,3 +55,7 @@ def test_readme_is_a_front_door() -> None:
     assert len(readme.splitlines()) < 250
     for document in DOCUMENTS[1:]:
         assert f"docs/{document.name}" in readme, f"{document.name} is not reachable from the README"
+
+
+def test_the_docs_state_the_int8_cost_the_code_logs() -> None:
+    assert f"at most {INT8_PSNR_COST_DB} dB" in (ROOT / "docs" / "models.md").read_text()

@@ -338,3 +338,20 @@ def test_stopping_capture_never_waits_for_a_blocked_read() -> None:
     assert capture.get(timeout=1) is None and not source.closed
     source.release.set()
     assert capture.join(10) and source.closed
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_recorder_keeps_real_frame_times_so_a_half_rate_stretch_plays_at_its_speed(tmp_path: Path, suffix: str) -> None:
+    import av
+
+    path = tmp_path / f"timed{suffix}"
+    with Recorder(path, 30, (64, 48)) as recorder:
+        times = [100 + i / 30 for i in range(8)] + [100 + 8 / 30 + i / 15 for i in range(8)]  # then half rate
+        times += [50 + i / 30 for i in range(4)]  # another sender's clock, far behind: continues after the rest
+        for i, at in enumerate(times):
+            recorder.write(np.full((48, 64, 3), 10 * i, np.uint8), at)
+    with av.open(str(path)) as container:
+        shown = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+    assert len(shown) == len(times) == len(read_frames(path))
+    assert shown[:16] == pytest.approx([t - 100 for t in times[:16]], abs=2e-3)
+    assert np.diff(shown[16:]) == pytest.approx([1 / 30] * 3, abs=2e-3) and shown[16] - shown[15] == pytest.approx(1 / 30, abs=2e-3)

@@ -18,6 +18,8 @@ from test_gopbuffer import FakeSender
 from test_restarts_and_ends import StubCodec
 
 from mstvsc_stream.media import FileSource, read_frames, sample_clip_path
+from mstvsc_stream.media.output import FrameOutput
+from mstvsc_stream.media.recorder import record_target
 from mstvsc_stream.model.config import CONFIGS
 from mstvsc_stream.net.eventloop import run
 from mstvsc_stream.net.gopbuffer import GopBuffer
@@ -288,7 +290,7 @@ def decoded_gop(fps_milli: int, size: tuple[int, int] = (320, 240), value: int =
 
 
 def test_playout_paces_frames_at_the_stream_rate_and_samples_latency() -> None:
-    playout = Playout(display=None, record_path=None)
+    playout = Playout(None)
 
     async def play() -> float:
         started = time.monotonic()
@@ -301,7 +303,7 @@ def test_playout_paces_frames_at_the_stream_rate_and_samples_latency() -> None:
 
 
 def test_playout_catches_up_on_a_backlog_without_waiting() -> None:
-    playout = Playout(display=None, record_path=None)
+    playout = Playout(None)
 
     async def play() -> float:
         started = time.monotonic()
@@ -333,7 +335,9 @@ def test_playout_works_off_a_late_start_instead_of_keeping_it() -> None:
     GOP (how fast it may catch up is the next test's business)."""
     period, late, gops = 0.02, 0.1, 10
     display = ClockDisplay()
-    playout = Playout(display=display, record_path=None)
+    output = FrameOutput(lambda: display)
+    output.start()
+    playout = Playout(output)
     ready: list[float] = []
 
     async def play() -> None:
@@ -345,6 +349,7 @@ def test_playout_works_off_a_late_start_instead_of_keeping_it() -> None:
             await playout.play(decoded_gop(fps_milli=50_000, decoded_at=due))
 
     asyncio.run(play())
+    playout.close()
     firsts = display.shown[::4]
     waits = [shown - came for shown, came in zip(firsts, ready)]
     assert waits[1] > 0.05, "the schedule GOP 0 set holds GOP 1 back at first"
@@ -363,7 +368,9 @@ def test_frame_period_shortens_only_for_a_lagging_schedule(first_out: float, exp
 
 def test_playout_stops_at_its_frame_limit_and_records_one_file_across_sizes(tmp_path: Path) -> None:
     recording = tmp_path / "out.mkv"
-    playout = Playout(display=None, record_path=recording, max_frames=6)
+    output = FrameOutput(record=record_target(recording))
+    output.start()
+    playout = Playout(output, max_frames=6)
 
     async def play() -> None:
         await playout.play(decoded_gop(fps_milli=1_000_000, value=10), catch_up=True)

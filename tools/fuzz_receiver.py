@@ -503,7 +503,8 @@ def fuzz_reports(datagrams: int, seed: int = 1, sealed: bool = False, attack_sha
     key = rng.randbytes(KEY_BYTES) if sealed else None
     stream = ValidStream(key, np.random.default_rng(seed))
     base = stream.base
-    loop = SenderLoop(base, None, key, SEAL_OVERHEAD if sealed else 0)
+    loop = SenderLoop(None, key, SEAL_OVERHEAD if sealed else 0)
+    loop.follow(base)
     reception = ReceptionLog()
     reception.follow(base.session_id, base.gop_duration_s)
     sealer = None if key is None else ReportSealer(key, new_session_id())

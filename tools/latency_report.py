@@ -7,6 +7,7 @@ its output, one clock since all runs on one host), encode and decode times, GOPs
     python tools/latency_report.py --size 320x240 --frames 300
     python tools/latency_report.py --size 320x240 --frames 300 --loss 0.3 --json latency.json
     python tools/latency_report.py --sender-cpus 0 --receiver-cpus 1 --pacing 0.1 --playout-ms 30
+    python tools/latency_report.py --degrade framerate --load 10:15     # a CPU hog from 10 s to 25 s
 
 Pause background work (training) while measuring: sender and receiver share this machine's cores.
 """
@@ -22,9 +23,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from mstvsc_stream.media import sample_clip_path
+from mstvsc_stream.pipeline.advice import DROPPED, HELD
 
 TIMEOUT_S = 600
 
@@ -58,7 +61,38 @@ def start(module: str, args: list[str], ready: str, cpus: str | None) -> subproc
     raise SystemExit(f"mstvsc-{module} exited before it was ready (status {process.wait()})")
 
 
-def measure(args: argparse.Namespace, folder: Path) -> dict[str, dict]:
+class CpuHog:
+    """``processes`` busy loops from ``start_s`` for ``seconds`` after :meth:`arm`: another program taking
+    the CPU midway, for the sender's --degrade to answer. Records when it began and ended (wall clock)."""
+
+    def __init__(self, start_s: float, seconds: float, processes: int) -> None:
+        self.start_s, self.seconds, self.processes = start_s, seconds, processes
+        self.began: float | None = None
+        self.ended: float | None = None
+        self._hogs: list[subprocess.Popen] = []
+        self._timers: list[threading.Timer] = []
+
+    def arm(self) -> None:
+        self._timers = [threading.Timer(self.start_s, self._begin), threading.Timer(self.start_s + self.seconds, self.end)]
+        for timer in self._timers:
+            timer.daemon = True
+            timer.start()
+
+    def _begin(self) -> None:
+        self.began = time.time()
+        self._hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.processes)]
+
+    def end(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        if self._hogs and self.ended is None:
+            for hog in self._hogs:
+                hog.kill()
+                hog.wait()
+            self.ended = time.time()
+
+
+def measure(args: argparse.Namespace, folder: Path, hog: CpuHog | None = None) -> dict[str, dict]:
     model = ["--model", args.model] if args.model else []
     model += ["--threads", str(args.threads)] if args.threads else []
     model += ["--precision", args.precision]
@@ -75,12 +109,16 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, dict]:
                                 "--seed", "1"], "relaying", args.receiver_cpus)  # fmt: skip
         destination = f"127.0.0.1:{relay_port}"
     try:
+        if hog is not None:
+            hog.arm()
         subprocess.run([*command("send", args.sender_cpus), "--input", str(args.input), "--loop",
                         "--frames", str(args.frames), "--size", args.size, "--to", destination, "--stats-json",
-                        str(tx_json), *optional("--pacing", args.pacing), "-q", *model], check=True,
-                       timeout=TIMEOUT_S)  # fmt: skip
+                        str(tx_json), *optional("--pacing", args.pacing), *optional("--degrade", args.degrade), "-q",
+                        *model], check=True, timeout=TIMEOUT_S)  # fmt: skip
         receiver.wait(TIMEOUT_S)
     finally:
+        if hog is not None:
+            hog.end()
         for process in (relay, receiver):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGINT)
@@ -104,20 +142,50 @@ def main() -> None:
     parser.add_argument("--receiver-cpus", help="run the receiver and relay on these CPUs (e.g. 1)")
     parser.add_argument("--pacing", help="mstvsc-send --pacing (default: its default)")
     parser.add_argument("--playout-ms", help="mstvsc-recv --playout-ms (default: its default)")
+    parser.add_argument("--degrade", help="mstvsc-send --degrade: drop, framerate or resolution (default: its default)")
+    parser.add_argument("--load", metavar="START:SECONDS",
+                        help="run --load-procs busy loops from START to START+SECONDS seconds after the sender starts")
+    parser.add_argument("--load-procs", type=int, default=1, help="busy loops for --load (default 1)")
     args = parser.parse_args()
+    hog = None
+    if args.load:
+        start_s, seconds = (float(v) for v in args.load.split(":"))
+        hog = CpuHog(start_s, seconds, args.load_procs)
+    load_average = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
-        result = measure(args, Path(folder))
+        result = measure(args, Path(folder), hog)
     tx, rx = result["sender"], result["receiver"]
+    result["load_average_before"] = load_average
     print(f"{args.size}, {args.frames} frames, loss {args.loss:g}, model {tx['model']} on {tx.get('backend', '?')}, "
           f"threads {args.threads}, pacing {args.pacing or 'default'}, "
           f"playout margin {args.playout_ms or 'default'} ms")
-    print(f"sender:   {tx['gops_sent']} GOPs sent, {tx['gops_dropped']} dropped (encoder behind), "
+    print(f"sender:   {tx['gops_sent']} GOPs sent, {tx['gops_dropped']} {DROPPED}, "
           f"encode p50 {tx['encode_ms_p50']} p95 {tx['encode_ms_p95']} ms, {tx['stream_kbps']} kbps")
-    print(f"receiver: {rx['frames_out']} frames out, {rx['gops_held']} GOPs held (decoder behind), "
+    print(f"receiver: {rx['frames_out']} frames out, {rx['gops_held']} GOPs {HELD}, "
           f"segment loss {rx['segment_loss_rate']}, decode p50 {rx['decode_ms_p50']} p95 {rx['decode_ms_p95']} ms")
     print(f"latency capture -> output: p50 {rx['latency_ms_p50']} ms, p95 {rx['latency_ms_p95']} ms")
+    print(f"load average before: {load_average[0]:.2f} {load_average[1]:.2f} {load_average[2]:.2f}")
+    if "switches" in tx:
+        result["adaptation"] = adaptation = summarize_adaptation(tx, hog)
+        load = ""
+        if adaptation:
+            back = adaptation["back_after_load_s"]
+            load = (f"; CPU hog from {adaptation['load_from_s']} s to {adaptation['load_until_s']} s, "
+                    + (f"back at {tx['rung_first']} {back} s after it ended" if back is not None else "not back by the end"))
+        print(f"degrade {tx['degrade']}: {tx['switches']} switches, {tx['seconds_degraded']} s degraded{load}"
+              + "".join(f"\n  {s['at_s']:7.2f} s  {s['reason']:<15} -> {s['to']}" for s in tx["switch_log"]))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def summarize_adaptation(tx: dict, hog: CpuHog | None) -> dict[str, object]:
+    """When the load came and went, in the sender's time, and how long the sender took to come back."""
+    if hog is None or hog.began is None or hog.ended is None:
+        return {}
+    began, ended = hog.began - tx["started_at"], hog.ended - tx["started_at"]
+    back = [s["at_s"] for s in tx["switch_log"] if s["at_s"] >= ended and s["to"] == tx["rung_first"]]
+    return {"load_from_s": round(began, 2), "load_until_s": round(ended, 2),
+            "back_after_load_s": round(back[0] - ended, 2) if back else None}
 
 
 if __name__ == "__main__":

@@ -22,12 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mstvsc_stream.analysis.evaluation import EvalConfig, evaluate  # noqa: E402
+from mstvsc_stream.analysis.evaluation import EvalConfig, evaluate, evaluation_steps  # noqa: E402
 from mstvsc_stream.media import read_frames  # noqa: E402
 from mstvsc_stream.media.source import FileSource  # noqa: E402
 from mstvsc_stream.model.config import MSTVSCConfig  # noqa: E402
 from mstvsc_stream.model.data import find_videos  # noqa: E402
 from mstvsc_stream.model.mstvsc import MSTVSC  # noqa: E402
+from mstvsc_stream.progress import Progress  # noqa: E402
 from mstvsc_stream.runtime.torch_backend import TorchCodec  # noqa: E402
 from mstvsc_stream.runtime.zoo import CARD, WEIGHTS, file_sha256, models_root  # noqa: E402
 from mstvsc_stream.wire import DEFAULT_SEED  # noqa: E402
@@ -40,15 +41,19 @@ TRAINING_SOURCES = [
 ]
 
 
-def measure(codec: TorchCodec, clips: list[Path], size: tuple[int, int], frames: int, rates: list[float]) -> dict:
+def measure(codec: TorchCodec, clips: list[Path], size: tuple[int, int], frames: int, rates: list[float],
+            quiet: bool = False) -> dict:
     per_clip = []
-    for clip in clips:
-        with FileSource(clip) as source:
-            fps = source.fps
-        video = read_frames(clip, n=frames, size=size)
-        rows = evaluate(codec, video, fps, EvalConfig(rates, DEFAULT_SEED))
-        per_clip.append({"clip": clip.name, "rows": [r.as_dict() for r in rows]})
-        print(clip.name, [(r.loss, round(r.psnr, 2), r.ms_ssim and round(r.ms_ssim, 4)) for r in rows], flush=True)
+    videos = [read_frames(clip, n=frames, size=size) for clip in clips]
+    cfg = EvalConfig(rates, DEFAULT_SEED)
+    total = sum(evaluation_steps(len(video), codec.gop, cfg) for video in videos)
+    with Progress(total, "measuring", quiet=quiet, unit="GOP") as progress:
+        for clip, video in zip(clips, videos):
+            with FileSource(clip) as source:
+                fps = source.fps
+            rows = evaluate(codec, video, fps, cfg, on_step=lambda note, name=clip.name: progress.step(f"{name} {note}"))
+            per_clip.append({"clip": clip.name, "rows": [r.as_dict() for r in rows]})
+            progress.print(f"{clip.name} {[(r.loss, round(r.psnr, 2), r.ms_ssim and round(r.ms_ssim, 4)) for r in rows]}")
     mean_rows = []
     for i, rate in enumerate(rates):
         ssims = [c["rows"][i]["ms_ssim"] for c in per_clip]
@@ -98,6 +103,7 @@ def main() -> int:
     p.add_argument("--loss", default="0,0.3,0.6,0.9")
     p.add_argument("--hardware", default="2 CPU cores")
     p.add_argument("--summary", default="MSTVSC at the paper's operating point (CBR 0.0078, 3-bit, GOP 4).")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress lines")
     args = p.parse_args()
 
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
@@ -112,7 +118,7 @@ def main() -> int:
     codec = TorchCodec(model, f"{args.name}@{digest[:16]}")
     size = tuple(int(v) for v in args.size.split("x"))
     rates = [float(r) for r in args.loss.split(",")]
-    quality = measure(codec, find_videos(args.val), size, args.frames, rates)
+    quality = measure(codec, find_videos(args.val), size, args.frames, rates, args.quiet)
     log = args.checkpoint.parent / "train_log.jsonl"
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     entries = [e for e in entries if e["step"] <= ckpt["step"]]

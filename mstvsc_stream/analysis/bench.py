@@ -184,10 +184,25 @@ def machine_info(threads: int | None) -> dict:
             "av": av.__version__, "numpy": np.__version__}
 
 
+def combine_runs(runs: list[list[dict]]) -> list[dict]:
+    """One row per (size, backend, side) from several runs of :func:`run_bench`: the median fps and ms per
+    GOP with the runs' range (``fps_min``, ``fps_max``), the largest peak memory, the per-run fps."""
+    combined = []
+    for rows in zip(*runs):
+        fps = [r["fps"] for r in rows]
+        wire = [r["wire_ms_per_gop"] for r in rows if r["wire_ms_per_gop"] is not None]
+        combined.append({**rows[0], "fps": statistics.median(fps), "fps_min": min(fps), "fps_max": max(fps),
+                         "fps_runs": fps, "ms_per_gop": statistics.median(r["ms_per_gop"] for r in rows),
+                         "peak_mb": max(r["peak_mb"] for r in rows),
+                         "wire_ms_per_gop": statistics.median(wire) if wire else None})
+    return combined
+
+
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'size':>10} {'backend':>14} {'side':>7} {'fps':>8} {'ms/GOP':>9} {'peak MB':>8} {'wire ms':>8}"]
+    lines = [f"{'size':>10} {'backend':>14} {'side':>7} {'fps (range)':>20} {'ms/GOP':>9} {'peak MB':>8} {'wire ms':>8}"]
     for r in rows:
         wire = "-" if r["wire_ms_per_gop"] is None else f"{r['wire_ms_per_gop']:.3f}"
-        lines.append(f"{r['size']:>10} {r['backend']:>14} {r['side']:>7} {r['fps']:>8.2f} {r['ms_per_gop']:>9.1f}"
+        fps = f"{r['fps']:.2f}" + (f" ({r['fps_min']:.1f}-{r['fps_max']:.1f})" if "fps_min" in r else "")
+        lines.append(f"{r['size']:>10} {r['backend']:>14} {r['side']:>7} {fps:>20} {r['ms_per_gop']:>9.1f}"
                      f" {r['peak_mb']:>8.0f} {wire:>8}")
     return "\n".join(lines)

@@ -96,24 +96,35 @@ def stream_kbps(codec: Codec, height: int, width: int, fps: float, payload: int 
     return per_gop * 8 * fps / codec.gop / 1000
 
 
-def evaluate(codec: Codec, frames: np.ndarray, fps: float, cfg: EvalConfig, gallery: Gallery | None = None
-             ) -> list[EvalRow]:
+StepHook = Callable[[str], None]  # called after each step of an evaluation, with what it was
+
+
+def evaluation_steps(n_frames: int, gop: int, cfg: EvalConfig) -> int:
+    """How many times :func:`evaluate` calls its ``on_step``: once per GOP for the semantic rows (every
+    loss rate and ablation of a GOP together), and per baseline once for encoding plus once per rate."""
+    return n_frames // gop + len(cfg.baselines) * (1 + len(cfg.loss_rates))
+
+
+def evaluate(codec: Codec, frames: np.ndarray, fps: float, cfg: EvalConfig, gallery: Gallery | None = None,
+             on_step: StepHook | None = None) -> list[EvalRow]:
     """Rows of quality per scheme and loss rate for ``frames`` ``[N, H, W, 3]`` (N cut to whole GOPs):
-    the semantic rows first, in ``cfg.loss_rates`` order, then the ablations, then each baseline."""
+    the semantic rows first, in ``cfg.loss_rates`` order, then the ablations, then each baseline.
+    ``on_step`` hears of each of the :func:`evaluation_steps` steps (for a progress bar)."""
     n_gops = len(frames) // codec.gop
     if n_gops == 0:
         raise ValueError(f"need at least {codec.gop} frames for one GOP, got {len(frames)}")
     frames = frames[: n_gops * codec.gop]
     baselines = [Baseline.named(name) for name in cfg.baselines]  # refuse unknown names before any work
-    rows = semantic_rows(codec, frames, fps, cfg, gallery)
+    step = on_step or (lambda _note: None)
+    rows = semantic_rows(codec, frames, fps, cfg, gallery, step)
     payload = GopPacketizer(codec.latent_length(*frames.shape[1:3]), cfg.seed, cfg.payload).payload_size
     for baseline in baselines:
-        rows += baseline_rows(baseline, frames, fps, rows[0].kbps, payload, cfg, gallery)
+        rows += baseline_rows(baseline, frames, fps, rows[0].kbps, payload, cfg, gallery, step)
     return rows
 
 
-def semantic_rows(codec: Codec, frames: np.ndarray, fps: float, cfg: EvalConfig, gallery: Gallery | None
-                  ) -> list[EvalRow]:
+def semantic_rows(codec: Codec, frames: np.ndarray, fps: float, cfg: EvalConfig, gallery: Gallery | None,
+                  step: StepHook) -> list[EvalRow]:
     _, height, width, _ = frames.shape
     packetizer = GopPacketizer(codec.latent_length(height, width), cfg.seed, cfg.payload)
     transports = {True: packetizer, False: ContiguousPacketizer(packetizer)}
@@ -143,6 +154,7 @@ def semantic_rows(codec: Codec, frames: np.ndarray, fps: float, cfg: EvalConfig,
                 meters[v.scheme, r].add(gop, decoded)
                 if gallery is not None:
                     gallery.keep(v.scheme, cfg.loss_rates[r], decoded, g * codec.gop)
+        step(f"mstvsc GOP {g + 1}/{len(frames) // codec.gop}")
     kbps = stream_kbps(codec, height, width, fps, cfg.payload, cfg.seed)
     total = len(frames) // codec.gop * packetizer.n_segments
     return [EvalRow(v.scheme, rate, meters[v.scheme, r].psnr, meters[v.scheme, r].ms_ssim, kbps,
@@ -151,11 +163,12 @@ def semantic_rows(codec: Codec, frames: np.ndarray, fps: float, cfg: EvalConfig,
 
 
 def baseline_rows(baseline: Baseline, frames: np.ndarray, fps: float, target_kbps: float, payload: int,
-                  cfg: EvalConfig, gallery: Gallery | None) -> list[EvalRow]:
+                  cfg: EvalConfig, gallery: Gallery | None, step: StepHook) -> list[EvalRow]:
     """One classic scheme at every loss rate, encoded once at ``target_kbps``."""
     _, height, width, _ = frames.shape
     keyint = cfg.keyint or default_keyint(fps)
     stream = encode_at_rate(frames, fps, baseline, target_kbps, payload, keyint)
+    step(f"{baseline.name} encoded")
     sent = sum(stream.sent_packets(i) for i in range(len(frames)))
     rows = []
     for rate in cfg.loss_rates:
@@ -166,4 +179,5 @@ def baseline_rows(baseline: Baseline, frames: np.ndarray, fps: float, target_kbp
         if gallery is not None:
             gallery.keep(baseline.name, rate, shown, 0)
         rows.append(EvalRow(baseline.name, rate, meter.psnr, meter.ms_ssim, stream.kbps, dropped / sent))
+        step(f"{baseline.name} at {rate:g} loss")
     return rows

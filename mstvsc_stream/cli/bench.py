@@ -7,10 +7,11 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
-from ..analysis.bench import CODEC_BACKENDS, format_table, machine_info, run_bench
+from ..analysis.bench import CODEC_BACKENDS, combine_runs, format_table, machine_info, run_bench
 from ..runtime import DEFAULT_MODEL
 from ..runtime.onnx_graphs import SHIPPED_SIZES
 from .common import parse_size, parser, run_main, setup_logging
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=_positive, default=None, help="intra-op threads (default: each backend's)")
     p.add_argument("--gops", type=_positive, default=5, help="timed GOPs per measurement, after one warm-up GOP")
+    p.add_argument("--runs", type=_positive, default=1,
+                   help="repeat everything this many times and report the median and range (use 5 for figures "
+                        "you publish: shared machines are noisy)")
     p.add_argument("--json", type=Path, help="also write the results here")
     return p
 
@@ -63,16 +67,25 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         machine = machine_info(args.threads)
-        rows = []
-        for row in run_bench(args.sizes, backends, args.gops, args.model, args.device, args.threads):
-            log.info("%s %s %s: %.2f fps", row["size"], row["backend"], row["side"], row["fps"])
-            rows.append(row)
+        load_start = [round(v, 2) for v in os.getloadavg()]
+        runs = []
+        for run in range(args.runs):
+            rows = []
+            for row in run_bench(args.sizes, backends, args.gops, args.model, args.device, args.threads):
+                log.info("run %d: %s %s %s: %.2f fps", run + 1, row["size"], row["backend"], row["side"], row["fps"])
+                rows.append(row)
+            runs.append(rows)
+        load_end = [round(v, 2) for v in os.getloadavg()]
+        rows = combine_runs(runs) if args.runs > 1 else runs[0]
         print(format_table(rows))
-        print(f"median of {args.gops} GOPs after a warm-up GOP; {machine['cpu']}, {machine['usable_cores']} usable "
-              f"cores, load {machine['load_avg_1m']} at start; wire ms: sender's segmenting on encode rows, "
-              "receiver's reassembly on decode rows")
+        spread = f"median (range) of {args.runs} runs, each the " if args.runs > 1 else ""
+        print(f"{spread}median of {args.gops} GOPs after a warm-up GOP; {machine['cpu']}, {machine['usable_cores']} "
+              f"usable cores, threads {machine['threads']}; load average (1, 5, 15 min) {load_start} at start, "
+              f"{load_end} at the end; wire ms: sender's segmenting on encode rows, receiver's reassembly on "
+              "decode rows")
         if args.json is not None:
-            args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+            args.json.write_text(json.dumps({"machine": machine, "runs": args.runs, "load_average_start": load_start,
+                                             "load_average_end": load_end, "rows": rows}, indent=2) + "\n")
         return 0
 
     return run_main("mstvsc-bench", body)

@@ -11,17 +11,19 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from .. import __version__
 from ..media import MediaError
-from ..net.endpoint import EndpointError
+from ..media.sample import SAMPLE_CLIP_FRAMES, SAMPLE_INPUT, sample_clip_path
+from ..net.endpoint import Endpoint, EndpointError, resolve_endpoint
 from ..net.eventloop import run
 from ..net.loss import ProbabilityError
 from ..runtime import (
     BACKENDS,
     DEFAULT_MODEL,
     DEVICES,
+    INT8_PSNR_COST_DB,
     PRECISION_CHOICES,
     Codec,
     ModelError,
@@ -33,8 +35,16 @@ from ..wire import DEFAULT_SEED, WireError
 USER_ERRORS = (MediaError, ModelError, EndpointError, ProbabilityError, WireError, ValueError, OSError)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one line, like every other user error (argparse's own
+    prints the whole usage first, which buries the line that says what is wrong)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = _Parser(prog=prog, description=description)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -46,9 +56,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="inference backend: onnx (ONNX Runtime, no PyTorch needed), torch, or auto (the fastest "
                         "usable, logged)")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="where inference runs: cpu (default) or cuda (ONNX needs onnxruntime-gpu: pip install "
+                        "'mstvsc-stream[gpu]'; torch needs a CUDA build of PyTorch)")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                   help="ONNX graphs: int8 (about 1.5x faster on a CPU, within 0.05 dB), fp32, or auto (int8 on "
+                   help=f"ONNX graphs: int8 (about 1.5x faster on a CPU, within {INT8_PSNR_COST_DB} dB), fp32, or auto "
+                        "(int8 on "
                         "the CPU, fp32 on CUDA and with torch)")
     p.add_argument("--threads", type=checked(positive_int), default=None, metavar="N",
                    help="inference threads (default $MSTVSC_THREADS, else the usable CPUs; use 1 when a sender "
@@ -143,6 +156,23 @@ def check_output_path(p: argparse.ArgumentParser, option: str, path: Path | None
     """Refuse, before anything runs for minutes, an output file whose folder does not exist."""
     if path is not None and not path.parent.is_dir():
         p.error(f"{option}: no directory {str(path.parent)!r}")
+
+
+def input_location(text: str) -> str:
+    """``--input``: a file, a URL, ``-`` (standard input), or ``sample`` for the bundled clip (unless a
+    file of that name is here)."""
+    if text != SAMPLE_INPUT or Path(text).exists():
+        return text
+    path = sample_clip_path()
+    logging.getLogger("mstvsc_stream").info(
+        "--input sample: the bundled clip %s, %d frames at 30 fps (--loop plays it again)", path.name,
+        SAMPLE_CLIP_FRAMES)
+    return str(path)
+
+
+def check_resolves(endpoint: Endpoint, *, local: bool) -> None:
+    """Resolve an address now, so a typo fails in one line before a model spends seconds loading."""
+    run(resolve_endpoint(endpoint, local=local))
 
 
 def write_json(path: Path, document: object) -> None:

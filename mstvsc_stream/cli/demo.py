@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_table(rows: list[DemoRow], header: str) -> None:
+def _print_table(rows: list[DemoRow], header: str, gop: int) -> None:
     print(header)
     print(f"{'loss':>5} {'seen':>6} {'frames':>9} {'PSNR dB':>8} {'MS-SSIM':>8} {'kbps':>7}  recording")
     for row in rows:
@@ -60,6 +60,11 @@ def _print_table(rows: list[DemoRow], header: str) -> None:
         kbps = "n/a" if row.kbps is None else f"{row.kbps:.1f}"
         frames = f"{row.frames_out}/{row.frames_sent}"
         print(f"{row.loss:>5.2f} {seen:>6} {frames:>9} {quality:>8} {ssim:>8} {kbps:>7}  {row.recording}")
+    notes = [note for row in rows if (note := row.why_frames_are_missing(gop)) is not None]
+    if notes:
+        print("seen: segments lost of the GOPs the receiver played; frames missing:")
+        for note in notes:
+            print(f"  {note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         rows = run(run_demo(codec, config))
         width, height = config.size
-        _print_table(rows, f"{Path(config.input).name} at {width}x{height}, model {codec.model_id}")
+        _print_table(rows, f"{Path(config.input).name} at {width}x{height}, model {codec.model_id}", codec.gop)
         if args.json is not None:
             write_json(args.json, {"input": str(config.input), "size": f"{width}x{height}", "model": codec.model_id,
                                    "rows": [row.as_dict() for row in rows]})

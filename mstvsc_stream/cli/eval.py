@@ -12,18 +12,20 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ..analysis.baselines import Baseline, default_keyint
+from ..analysis.evaluation import EvalConfig, EvalRow, evaluate, evaluation_steps
+from ..analysis.gallery import Gallery, feature_views, save_grid
+from ..analysis.report import curves_png, report_html
 from ..media import read_frames
 from ..media.source import FileSource
 from ..net.loss import BernoulliLoss, GilbertElliottLoss, LossModel, parse_probability
-from ..analysis.baselines import Baseline, default_keyint
-from ..analysis.evaluation import EvalConfig, EvalRow, evaluate
-from ..analysis.gallery import Gallery, feature_views, save_grid
-from ..analysis.report import curves_png, report_html
+from ..progress import Progress
 from .common import (
     add_model_args,
     add_seed_arg,
     check_output_path,
     checked,
+    input_location,
     open_codec,
     parse_size,
     parser,
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = parser("mstvsc-eval", "Run a clip through encode, interleave, segment, seeded packet loss, reassembly, "
                               "recovery and decode, and classic codecs through the same packets and losses; "
                               "report PSNR and MS-SSIM per scheme and loss rate.")
-    p.add_argument("--input", required=True, help="video file")
+    p.add_argument("--input", required=True, help="video file, or sample for the bundled clip")
     p.add_argument("--size", type=parse_size, help="resize to WxH first")
     p.add_argument("--frames", type=checked(positive_int), help="use at most N frames")
     losses = p.add_mutually_exclusive_group()
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         rates, loss_model, loss_description = loss_setup(args)
+        args.input = input_location(args.input)
         with FileSource(args.input) as source:
             fps = source.fps
         frames = read_frames(args.input, n=args.frames, size=args.size)
@@ -115,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = EvalConfig(rates, args.seed, args.loss_seed, args.payload, loss_model, args.ablations,
                          args.baselines, keyint)
         gallery = None if args.save_frames is None else Gallery(len(frames) // codec.gop // 2, codec.gop)
-        rows = evaluate(codec, frames, fps, cfg, gallery)
+        with Progress(evaluation_steps(len(frames), codec.gop, cfg), "mstvsc-eval", quiet=args.quiet,
+                      unit="step") as progress:
+            rows = evaluate(codec, frames, fps, cfg, gallery, progress.step)
         h, w = frames.shape[1:3]
         print(f"{Path(args.input).name} {w}x{h} @ {fps:.2f} fps, model {codec.model_id}, {loss_description} loss")
         print_table(rows)

@@ -3,6 +3,9 @@
     mstvsc-recv --listen :5000 --display
     mstvsc-recv --listen [ff02::1]:5000 --iface eth0 --record out.mkv --idle-exit 5 --stats-json stats.json
     mstvsc-recv --listen :5000 --display --key-file stream.key --accept 192.168.1.10
+    mstvsc-recv --listen :5000 --record - | ffplay -
+    mstvsc-recv --listen :5000 --record "udp://239.0.0.1:1234?pkt_size=1316"
+    mstvsc-recv --listen :5000 --http :8080                # open http://127.0.0.1:8080/ in a browser
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..media.recorder import ENCODINGS
+from ..media.recorder import FORMATS, record_target
 from ..net.endpoint import parse_endpoint
 from ..net.sources import DEFAULT_SILENCE_S, SourcePolicy
 from ..pipeline.receiver import Receiver, ReceiverConfig
@@ -19,6 +22,7 @@ from .common import (
     add_model_args,
     add_seed_arg,
     check_output_path,
+    check_resolves,
     checked,
     non_negative_number,
     open_codec,
@@ -34,15 +38,11 @@ from .keygen import read_key_file
 DEFAULT_RECORD_SUFFIX = ".mp4"
 
 
-def _recording(text: str) -> Path:
-    """A recording path; no extension means H.264 .mp4, an unknown one is refused before anything runs."""
-    path = Path(text)
-    if not path.suffix:
-        path = path.with_suffix(DEFAULT_RECORD_SUFFIX)
-    if path.suffix.lower() not in ENCODINGS:
-        raise ValueError(f"cannot record to {text!r}: use one of {', '.join(ENCODINGS)} "
-                         "(.mp4 H.264, .mkv lossless FFV1)")
-    return path
+def _recording(text: str) -> str:
+    """A recording path with no extension means H.264 .mp4; standard output and URLs stay as they are."""
+    if text == "-" or "://" in text or Path(text).suffix:
+        return text
+    return str(Path(text).with_suffix(DEFAULT_RECORD_SUFFIX))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,8 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to listen, e.g. :5000, [::]:5000 or a multicast group 239.1.2.3:5000")
     p.add_argument("--iface", metavar="NAME", help="network interface that joins a multicast group")
     p.add_argument("--display", action="store_true", help="show the video in a window (q or Esc to quit)")
-    p.add_argument("--record", type=checked(_recording), metavar="PATH",
-                   help="record to PATH: .mp4 H.264 (the default), .mkv lossless FFV1")
+    p.add_argument("--http", type=checked(parse_endpoint), metavar="[HOST]:PORT",
+                   help="serve a browser preview (live picture and stats) here: loopback unless HOST is named, "
+                        "e.g. :8080; another host gets the picture unencrypted, even from a sealed stream")
+    p.add_argument("--record", type=_recording, metavar="PATH|-|URL",
+                   help="record to a file (.mp4 H.264, the default; .mkv or .avi lossless FFV1; .webm VP9), to "
+                        "standard output (-, NUT with raw video unless --record-format says otherwise), or "
+                        "re-publish to a URL FFmpeg can write (udp:// and srt:// as MPEG-TS, rtsp://, rtmp://)")
+    p.add_argument("--record-format", choices=FORMATS, metavar="|".join(FORMATS),
+                   help="container for - or a URL (default: nut for -, from the scheme for a URL); frames that "
+                        "a pipe or URL cannot take in time are dropped and counted, never queued without end")
     limit = p.add_mutually_exclusive_group()
     limit.add_argument("--frames", type=checked(positive_int), metavar="N", help="stop after N frames out")
     limit.add_argument("--duration", type=checked(positive_number), metavar="S", help="stop after S seconds")
@@ -97,17 +105,27 @@ def _config(args: argparse.Namespace) -> ReceiverConfig:
         key=None if args.key_file is None else read_key_file(args.key_file),
         feedback=args.feedback,
         accept=SourcePolicy.parse(args.accept, args.source_timeout),
+        preview=args.http,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    check_output_path(p, "--record", args.record)
+    if args.record is not None:
+        try:
+            args.record = record_target(args.record, args.record_format)
+        except ValueError as error:
+            p.error(str(error))
+        if args.record.is_file:
+            check_output_path(p, "--record", Path(args.record.location))
+    elif args.record_format is not None:
+        p.error("--record-format needs --record")
     check_output_path(p, "--stats-json", args.stats_json)
     setup_logging(args)
 
     def body() -> int:
+        check_resolves(args.listen, local=True)
         config = _config(args)
         codec = open_codec(args)
         receiver = Receiver(codec, config, lambda name: open_codec(args, name))

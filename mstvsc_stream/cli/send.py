@@ -3,22 +3,30 @@
     mstvsc-send --camera 0 --to 192.168.1.20:5000
     mstvsc-send --input clip.mp4 --size 320x240 --to [ff02::1]:5000 --iface eth0 --kbps 400
     mstvsc-send --camera 0 --to 192.168.1.20:5000 --key-file stream.key   # sealed (see mstvsc-keygen)
+    ffmpeg -i rtsp://camera/stream -f nut - | mstvsc-send --input - --to 192.168.1.20:5000
+    mstvsc-send --input sample --loop --to 127.0.0.1:5000                 # the bundled clip
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from ..media import CameraSource, FileSource, FrameSource
 from ..net.endpoint import parse_endpoint
+from ..pipeline.adaptation import DEGRADE_MODES, RESOLUTION_STEPS, choose_size, graphs_at_hand
+from ..pipeline.advice import SENDER_ADVICE
 from ..pipeline.sender import Sender, SenderConfig
+from ..runtime.base import Codec
 from .common import (
     add_model_args,
     add_seed_arg,
     check_output_path,
+    check_resolves,
     checked,
+    input_location,
     open_codec,
     parse_size,
     parser,
@@ -30,8 +38,10 @@ from .common import (
 )
 from .keygen import read_key_file
 
-CAMERA_SIZE = (640, 480)
 CAMERA_FPS = 30.0
+AUTO = "auto"
+
+log = logging.getLogger("mstvsc-send")
 
 
 def _fraction(text: str) -> float:
@@ -45,11 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = parser("mstvsc-send", "Encode video with MSTVSC and stream it over UDP to mstvsc-recv.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--camera", type=int, metavar="N", help="capture from camera N")
-    source.add_argument("--input", metavar="PATH_OR_URL", help="video file or URL (rtsp://, http://, ...)")
+    source.add_argument("--input", metavar="PATH|URL|-|sample",
+                        help="video file, URL (rtsp://, http://, ...), - for standard input (any container FFmpeg "
+                             "reads from a pipe: NUT, Matroska, MPEG-TS, y4m), or sample for the bundled clip "
+                             "(77 frames)")
     p.add_argument("--to", required=True, type=checked(parse_endpoint), metavar="HOST:PORT",
                    help="receiver: IPv4, [IPv6]:port, host name or multicast group")
-    p.add_argument("--size", type=parse_size, metavar="WxH",
-                   help=f"frame size (default: the file's own, {CAMERA_SIZE[0]}x{CAMERA_SIZE[1]} for a camera)")
+    p.add_argument("--size", type=lambda text: AUTO if text == AUTO else parse_size(text), metavar="WxH|auto",
+                   help="frame size; auto (the default for a camera) picks the largest of "
+                        f"{', '.join(f'{w}x{h}' for w, h in RESOLUTION_STEPS)} this machine encodes in real time "
+                        "with headroom, timed before the stream starts (default for a file: its own size)")
+    p.add_argument("--degrade", choices=DEGRADE_MODES, default="drop",
+                   help="when encoding falls behind later on: drop whole GOPs (default), halve the frame rate "
+                        "(framerate) or step down to a smaller shipped size (resolution); it steps back up once "
+                        "the CPU has headroom again")
     p.add_argument("--fps", type=checked(positive_number), metavar="F",
                    help=f"frame rate (a file is resampled in time; camera default {CAMERA_FPS:g})")
     p.add_argument("--frames", type=checked(positive_int), metavar="N", help="stop after N frames")
@@ -81,10 +100,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _open_source(args: argparse.Namespace) -> FrameSource:
+def _open_source(args: argparse.Namespace, codec: Codec) -> FrameSource:
+    """The camera or file, at ``--size`` or, with auto (a camera's default), at the size :func:`_auto_size`
+    picks; the source opens first, so a missing camera or file fails before any timing, and is read once
+    (standard input cannot be reopened): both kinds scale every frame to their ``size`` as they read it."""
+    auto = args.size == AUTO or (args.size is None and args.camera is not None)
     if args.camera is not None:
-        return CameraSource(args.camera, args.size or CAMERA_SIZE, args.fps or CAMERA_FPS)
-    return FileSource(args.input, size=args.size, fps=args.fps, loop=args.loop)
+        source: FrameSource = CameraSource(args.camera, RESOLUTION_STEPS[0] if auto else args.size,
+                                           args.fps or CAMERA_FPS)
+    else:
+        source = FileSource(args.input, size=None if auto else args.size, fps=args.fps, loop=args.loop)
+    if auto:
+        try:
+            source.size = _auto_size(codec, source.fps)
+        except BaseException:
+            source.close()
+            raise
+    return source
+
+
+def _auto_size(codec: Codec, fps: float) -> tuple[int, int]:
+    """``--size auto``: time the encoder before the stream starts; say which size it picked and why."""
+    size, reason, fits = choose_size(codec, fps, available=graphs_at_hand(codec))
+    if fits:
+        log.info("--size auto: %s", reason)
+    else:
+        log.warning("--size auto: %s; GOPs will be dropped: %s", reason, SENDER_ADVICE)
+    return size
 
 
 def _config(args: argparse.Namespace) -> SenderConfig:
@@ -104,6 +146,7 @@ def _config(args: argparse.Namespace) -> SenderConfig:
         max_frames=args.frames,
         stats_interval_s=args.stats_interval,
         key=None if args.key_file is None else read_key_file(args.key_file),
+        degrade=args.degrade,
     )
 
 
@@ -116,10 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
 
     def body() -> int:
+        check_resolves(args.to, local=False)
         config = _config(args)
-        source = _open_source(args)
+        if args.input is not None:
+            args.input = input_location(args.input)
+        codec = open_codec(args)
+        source = _open_source(args, codec)
         try:
-            sender = Sender(open_codec(args), source, config)
+            sender = Sender(codec, source, config)
         except BaseException:
             source.close()
             raise

@@ -8,6 +8,8 @@ from pathlib import Path
 from mstvsc_stream.media.errors import MediaError
 
 SAMPLE_CLIP_NAME = "asl-again.mkv"
+SAMPLE_CLIP_FRAMES = 77  # 640x480 at 30 fps: 2.6 s
+SAMPLE_INPUT = "sample"  # what --input takes for it
 
 
 def sample_clip_path() -> Path:

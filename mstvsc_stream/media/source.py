@@ -25,6 +25,8 @@ Size = tuple[int, int]
 RESIZE_FILTER = "LANCZOS"
 # A stalled network stream or server raises after this long instead of hanging the sender.
 NETWORK_TIMEOUT_S = 10.0
+# FFmpeg's name for standard input ("-" on the command line, as in FFmpeg's own)
+STDIN = "-"
 # How far, in source frame periods, timestamps may be off their ideal grid when retiming.
 TIMESTAMP_SLACK = 0.1
 
@@ -64,6 +66,10 @@ class FileSource:
     * ``frames``: stop after this many frames in total (across loops); default: no limit.
     * ``loop``: start again from the beginning at the end of the input (reopening it, so URLs loop too).
 
+    ``"-"`` reads standard input: any container FFmpeg can read without seeking (NUT, Matroska, MPEG-TS,
+    y4m, ...), e.g. from ``ffmpeg ... -f nut -`` or GStreamer's ``matroskamux ! fdsink``. It is read once
+    (no ``loop``) and may stay quiet as long as its producer likes (no network timeout).
+
     The input is opened in the constructor so a missing file or dead URL fails at once with a
     :class:`MediaError`, not at the first frame.
     """
@@ -82,6 +88,9 @@ class FileSource:
             raise ValueError(f"frames must be >= 0, got {frames}")
         requested_size = check_size(size) if size is not None else None
         self.location = os.fspath(path_or_url)
+        self.name = "standard input" if self.location == STDIN else self.location
+        if loop and self.location == STDIN:
+            raise MediaError("standard input cannot be looped: it can only be read once")
         self.frames = frames
         self.loop = loop
         self._container: InputContainer | None = self._open()
@@ -89,7 +98,7 @@ class FileSource:
         rate = stream.guessed_rate or stream.average_rate or fps
         if rate is None:
             self.close()
-            raise MediaError(f"{self.location}: the video has no frame rate; give one with fps")
+            raise MediaError(f"{self.name}: the video has no frame rate; give one with fps")
         self.source_fps = float(rate)
         self.fps = float(fps) if fps is not None else self.source_fps
         self._retime = fps is not None
@@ -110,7 +119,7 @@ class FileSource:
                         if remaining == 0:
                             return
             if decoded == 0:
-                raise MediaError(f"{self.location}: no video frame could be decoded")
+                raise MediaError(f"{self.name}: no video frame could be decoded")
             if not self.loop:
                 return
 
@@ -128,12 +137,15 @@ class FileSource:
 
     def _open(self) -> InputContainer:
         try:
-            container = av.open(self.location, timeout=NETWORK_TIMEOUT_S)
+            if self.location == STDIN:
+                container = av.open("pipe:0")
+            else:
+                container = av.open(self.location, timeout=NETWORK_TIMEOUT_S)
         except (av.FFmpegError, OSError, ValueError) as error:
-            raise MediaError(f"cannot open video {self.location}: {one_line(error)}") from error
+            raise MediaError(f"cannot open video {self.name}: {one_line(error)}") from error
         if not isinstance(container, InputContainer) or not container.streams.video:
             container.close()
-            raise MediaError(f"{self.location} has no video stream")
+            raise MediaError(f"{self.name} has no video stream")
         return container
 
     def _images(self, container: InputContainer) -> Iterator[np.ndarray]:
@@ -145,7 +157,7 @@ class FileSource:
             for frame in self._retimed(decoded) if self._retime else decoded:
                 yield frame.to_ndarray(width=width, height=height, format="rgb24", interpolation=RESIZE_FILTER)
         except av.FFmpegError as error:
-            raise MediaError(f"{self.location}: decoding failed: {one_line(error)}") from error
+            raise MediaError(f"{self.name}: decoding failed: {one_line(error)}") from error
 
     def _retimed(self, frames: Iterable[av.VideoFrame]) -> Iterator[av.VideoFrame]:
         """Yields, for each slot ``k / fps`` of the output, the decoded frame nearest to it in time.

@@ -88,14 +88,16 @@ class WindowAttention(nn.Module):
         n_win_b, n, c = windows.shape
         qkv = self.qkv(windows).view(b, n_win_b // b, n, 3, self.heads, c // self.heads)
         q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each [B, nW, heads, N, hd]
-        index = _relative_index(win, self.window).to(windows.device)
-        bias = self.bias_table[index.reshape(-1)].view(n, n, self.heads).permute(2, 0, 1)  # [heads, N, N]
-        if mask is not None:
-            bias = bias + mask.to(bias.dtype)[:, None]  # [nW, heads, N, N]
         # explicit softmax attention: on CPU it beats SDPA's masked path (no mask checks) and exports cleanly
-        attn = torch.matmul(q * self.scale, k.transpose(-2, -1)) + bias.to(q.dtype)
+        attn = torch.matmul(q * self.scale, k.transpose(-2, -1)) + self.position_bias(win, mask, n).to(q.dtype)
         out = torch.matmul(attn.softmax(-1), v)
         return self.proj(out.permute(0, 1, 3, 2, 4).reshape(n_win_b, n, c))
+
+    def position_bias(self, win: Window, mask: torch.Tensor | None, n: int) -> torch.Tensor:
+        """Relative position bias ``[heads, N, N]``, plus the shift mask when given (``[nW, heads, N, N]``)."""
+        index = _relative_index(win, self.window).to(self.bias_table.device)
+        bias = self.bias_table[index.reshape(-1)].view(n, n, self.heads).permute(2, 0, 1)
+        return bias if mask is None else bias + mask.to(bias.dtype)[:, None]
 
 
 class Mlp(nn.Sequential):

@@ -105,6 +105,14 @@ class RateController:
         self.decreases = 0
         self.trips = 0
 
+    def rebound(self, floor_kbps: float, ceiling_kbps: float, datagram_bytes: int) -> None:
+        """New bounds (the sender changed size or frame rate); the link reading and the rate are kept,
+        the rate moved into the new bounds."""
+        if not 0 < floor_kbps <= ceiling_kbps:
+            raise ValueError(f"need 0 < floor <= ceiling, got {floor_kbps} and {ceiling_kbps}")
+        self.floor_kbps, self.ceiling_kbps, self.datagram_bytes = floor_kbps, ceiling_kbps, datagram_bytes
+        self._rate = min(ceiling_kbps, max(floor_kbps, self._rate))
+
     @property
     def engaged(self) -> bool:
         """True once feedback has arrived: before that the sender is open loop."""

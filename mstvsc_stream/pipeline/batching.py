@@ -54,6 +54,11 @@ def segments_within_rate(
     return min(fitting, descriptor.n_segments)
 
 
+def stream_kbps(descriptor: SessionDescriptor, copies: int = DESCRIPTOR_COPIES, overhead: int = 0) -> float:
+    """The rate of the whole stream, every segment and the descriptor copies of each GOP included."""
+    return rate_for_segments(descriptor, descriptor.n_segments, copies, overhead)
+
+
 def sending_labels(n_segments: int, count: int, counter: int) -> list[int]:
     """The labels of GOP ``counter`` that go out when only ``count`` of its ``n_segments`` are sent.
 

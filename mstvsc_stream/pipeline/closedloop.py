@@ -40,18 +40,16 @@ class SenderLoop:
     """Reports to rate decisions for one sender; ``enabled=False`` (``--no-feedback``, multicast) ignores
     reports and keeps the sender open loop."""
 
-    def __init__(self, descriptor: SessionDescriptor, kbps: float | None, key: bytes | None, overhead: int,
-                 enabled: bool = True) -> None:  # fmt: skip
+    def __init__(self, kbps: float | None, key: bytes | None, overhead: int, enabled: bool = True) -> None:
         self.enabled = enabled
+        self._kbps = kbps
         self._overhead = overhead
-        self.cap_segments = segments_within_rate(descriptor, kbps, overhead=overhead)
-        self.segment_bytes = HEADER_SIZE + descriptor.payload_size + overhead
-        floor = rate_for_segments(descriptor, 1, overhead=overhead)
-        ceiling = rate_for_segments(descriptor, self.cap_segments, overhead=overhead)
-        self.controller = RateController(floor, ceiling, self.segment_bytes)
+        self._controller: RateController | None = None  # made by the first follow()
+        self.cap_segments = 0
+        self.segment_bytes = 0
         self.ledger = SendLedger()
         self.reader = ReportReader(key)
-        self.sessions: set[int] = {descriptor.session_id}
+        self.sessions: set[int] = set()
         self.rtt_ms = Timings()
         self.reports_received = 0
         self.withheld_by_cap = 0
@@ -61,6 +59,35 @@ class SenderLoop:
         self._noticed_open_loop = False
         self._was_tripped = False
         self._carry = 0.0  # fraction of a segment owed to the target rate
+
+    def follow(self, descriptor: SessionDescriptor) -> None:
+        """Send the session of ``descriptor`` from now on (the first, or a new size or rate): new bounds,
+        a fresh ledger (counters restart), the controller's reading of the link kept. Raises ValueError
+        when ``--kbps`` cannot carry one segment per GOP of it."""
+        overhead = self._overhead
+        self.cap_segments = segments_within_rate(descriptor, self._kbps, overhead=overhead)
+        self.segment_bytes = HEADER_SIZE + descriptor.payload_size + overhead
+        floor = rate_for_segments(descriptor, 1, overhead=overhead)
+        ceiling = rate_for_segments(descriptor, self.cap_segments, overhead=overhead)
+        if self._controller is None:
+            self._controller = RateController(floor, ceiling, self.segment_bytes)
+        else:
+            self._controller.rebound(floor, ceiling, self.segment_bytes)
+        self.ledger = SendLedger()
+        self.sessions = {descriptor.session_id}
+
+    @property
+    def controller(self) -> RateController:
+        if self._controller is None:
+            raise RuntimeError("SenderLoop.follow() names the first session")
+        return self._controller
+
+    def link_target(self) -> float | None:
+        """The controller's target rate for the adaptation policy (None: open loop, any rung fits)."""
+        controller = self.controller
+        if not self.enabled or not controller.engaged:
+            return None
+        return controller.rate_kbps(time.monotonic())
 
     def on_datagram(self, datagram: bytes, addr: tuple, arrival: float) -> None:
         """A datagram on the sending socket: a report, or something counted as refused."""

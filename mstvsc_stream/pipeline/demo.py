@@ -20,7 +20,7 @@ import numpy as np
 
 from ..media import FileSource, Size, ms_ssim, psnr, read_frames
 from ..net.loss import BernoulliLoss
-from ..net.relay import Impairment, start_relay
+from ..net.relay import Impairment, RelayStats, start_relay
 from ..runtime.base import Codec
 from ..wire import DEFAULT_SEED
 from .receiver import Receiver, ReceiverConfig
@@ -56,6 +56,32 @@ class DemoRow:
     ms_ssim: float | None
     kbps: float | None
     recording: Path
+    datagram_loss: float | None = None  # what the relay's seeded draw actually dropped, of all datagrams
+    first_gop: int | None = None  # the first GOP the receiver played (GOPs are counted from 0)
+    end_seen: bool = True  # an end-of-input copy arrived (else the demo ended the receiver)
+
+    def frames_missed(self, gop: int) -> tuple[int, int]:
+        """Frames sent but not played, before the receiver's first GOP and after its last one."""
+        before = (self.first_gop or 0) * gop
+        return before, max(0, self.frames_sent - self.frames_out - before)
+
+    def why_frames_are_missing(self, gop: int) -> str | None:
+        """What the receiver knows about the frames it did not play, in a line; None when none are missing."""
+        before, after = self.frames_missed(gop)
+        if not before and not after:
+            return None
+        reasons = []
+        if before:
+            reasons.append(f"{before} before GOP {self.first_gop}, where the receiver joined: it knows a stream from "
+                           "its first session descriptor on (and places segments held from just before it); "
+                           "nothing of the earlier GOPs could be placed")
+        if after:
+            ending = ("every end-of-input copy was lost, so " if not self.end_seen else "")
+            reasons.append(f"{after} at the end: {ending}GOPs of which nothing arrived after the last one received "
+                           "were never released")
+        drawn = "" if self.datagram_loss is None else (
+            f"; the relay's seeded draw dropped {self.datagram_loss:.1%} of all datagrams at this setting")
+        return f"{self.loss:.2f}: {self.frames_out} of {self.frames_sent} frames out: " + "; ".join(reasons) + drawn
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -68,6 +94,9 @@ class DemoRow:
             "ms_ssim": None if self.ms_ssim is None else round(self.ms_ssim, 4),
             "kbps": self.kbps,
             "recording": str(self.recording),
+            "datagram_loss": None if self.datagram_loss is None else round(self.datagram_loss, 4),
+            "first_gop": self.first_gop,
+            "end_seen": self.end_seen,
         }
 
 
@@ -78,16 +107,17 @@ async def run_demo(codec: Codec, config: DemoConfig) -> list[DemoRow]:
     rows = []
     for loss in config.loss_rates:
         recording = config.out_dir / f"loss-{loss:.2f}.mkv"
-        sent, received = await stream_through_relay(codec, config, loss, recording)
-        rows.append(_score(loss, sent, received, reference, recording, codec.gop))
+        sent, received, relayed = await stream_through_relay(codec, config, loss, recording)
+        rows.append(_score(loss, sent, received, relayed, reference, recording, codec.gop))
         log.info("loss %.2f done: %s", loss, rows[-1].as_dict())
     return rows
 
 
 async def stream_through_relay(
     codec: Codec, config: DemoConfig, loss: float, recording: Path
-) -> tuple[dict[str, object], dict[str, object]]:
-    """Streams the input once through a relay losing ``loss`` of the datagrams; both ends' reports."""
+) -> tuple[dict[str, object], dict[str, object], RelayStats]:
+    """Streams the input once through a relay losing ``loss`` of the datagrams; both ends' reports and
+    the relay's counters."""
     receiver = Receiver(
         codec,
         ReceiverConfig(LOOPBACK, seed=config.seed, record=recording, playout_margin_s=PLAYOUT_MARGIN_S,
@@ -109,7 +139,7 @@ async def stream_through_relay(
         done, _ = await asyncio.wait({receiving}, timeout=grace)
         if not done:
             receiver.finish("sender_done")
-        return sent, await receiving
+        return sent, await receiving, relay.stats
     finally:
         if relay is not None:
             relay.close()
@@ -118,9 +148,8 @@ async def stream_through_relay(
             await asyncio.wait({receiving})  # it still finalises its recording
 
 
-def _score(
-    loss: float, sent: dict[str, object], received: dict[str, object], reference: np.ndarray, recording: Path, gop: int
-) -> DemoRow:
+def _score(loss: float, sent: dict[str, object], received: dict[str, object], relayed: RelayStats,
+           reference: np.ndarray, recording: Path, gop: int) -> DemoRow:
     frames_out = cast(int, received["frames_out"])
     quality: tuple[float | None, float | None] = (None, None)
     if frames_out:
@@ -138,4 +167,7 @@ def _score(
         ms_ssim=quality[1],
         kbps=cast("float | None", sent["stream_kbps"]),
         recording=recording,
+        datagram_loss=relayed.dropped / relayed.received if relayed.received else None,
+        first_gop=cast("int | None", received["first_gop_counter"]),
+        end_seen=received["end_reason"] == "end_of_input",
     )

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
@@ -81,26 +81,37 @@ class CapturedGop:
     frames: np.ndarray  # uint8 RGB [T, H, W, 3]
     captured_at: float  # time.time() of the first frame: where the GOP's end-to-end latency starts
     first_sequence: int
+    frame_step: int = 1  # every frame_step-th input frame was taken: the GOP's rate is the input's / frame_step
 
 
 async def gather_gops(
-    feed: FrameFeed, gop: int, reader: Executor, max_frames: int | None = None
+    feed: FrameFeed, gop: int, reader: Executor, max_frames: int | None = None,
+    frame_step: Callable[[], int] = lambda: 1,
 ) -> AsyncIterator[CapturedGop]:
     """Whole GOPs from ``feed``, read in ``reader`` so the event loop never blocks on capture.
 
-    A trailing partial GOP is dropped and logged. ``max_frames`` ends the input after that many frames.
+    Each GOP takes every ``frame_step()``-th frame (asked once per GOP, so a GOP never mixes two rates;
+    the sender's ``--degrade framerate``). A trailing partial GOP is dropped and logged. ``max_frames``
+    ends the input after that many frames read.
     """
     loop = asyncio.get_running_loop()
     taken = 0
     frames: list[CapturedFrame] = []
+    step, skip = frame_step(), 0
     while max_frames is None or taken < max_frames:
         frame = await loop.run_in_executor(reader, feed.get)
         if frame is None:
             break
         taken += 1
+        if skip:
+            skip -= 1
+            continue
         frames.append(frame)
+        skip = step - 1
         if len(frames) == gop:
-            yield CapturedGop(np.stack([f.image for f in frames]), frames[0].captured_at, frames[0].sequence)
-            frames = []
+            yield CapturedGop(np.stack([f.image for f in frames]), frames[0].captured_at, frames[0].sequence, step)
+            frames, step = [], frame_step()
+    if max_frames is not None and taken < max_frames:
+        log.info("the input ended after %d frames, before the %d asked for", taken, max_frames)
     if frames:
         log.info("input ended inside a GOP: %d trailing frame(s) not sent", len(frames))

@@ -22,12 +22,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import cv2
 import numpy as np
 
-from ..media import Display, Recorder
+from ..media.output import FrameOutput
 from ..wire import SessionDescriptor
 from .metrics import Timings
 
@@ -54,18 +51,16 @@ def frame_period(fps: float, frames: int, first_out: float, decoded_at: float) -
 
 
 class Playout:
-    """Shows and/or records frames at the stream's rate; stops taking frames after ``max_frames``.
-
-    The recording is opened at the first frame, with that stream's size and rate; frames of a later
-    session with another size are resized into it, so one run gives one playable file.
+    """Hands frames to ``output`` (window and/or recording, see
+    :class:`~mstvsc_stream.media.output.FrameOutput`) at the stream's rate; stops taking frames after
+    ``max_frames``. Without an output, frames are only counted and timed. Each frame carries its
+    capture time, so a recording keeps the speed of a stretch the sender sent at another frame rate.
     """
 
-    def __init__(self, display: Display | None, record_path: Path | None, max_frames: int | None = None) -> None:
+    def __init__(self, output: FrameOutput | None, max_frames: int | None = None) -> None:
         self.frames_out = 0
         self.latency_ms = Timings()
-        self._display = display
-        self._record_path = record_path
-        self._recorder: Recorder | None = None
+        self._output = output
         self._max_frames = max_frames
         self._due = float("-inf")  # time.monotonic() the last frame went out at
 
@@ -76,7 +71,16 @@ class Playout:
     @property
     def window_closed(self) -> bool:
         """The user closed the window (or pressed q or Esc in it)."""
-        return self._display is not None and self._display.closed
+        return self._output is not None and self._output.window_closed
+
+    @property
+    def output(self) -> FrameOutput | None:
+        return self._output
+
+    @property
+    def output_ended(self) -> bool:
+        """The output stopped (an error, or a pipe's reader went away): see ``output.ended``."""
+        return self._output is not None and self._output.ended is not None
 
     async def play(self, gop: DecodedGop, catch_up: bool = False) -> None:
         """Outputs the GOP's frames 1/fps apart; ``catch_up`` (a backlog of decoded GOPs is waiting, e.g.
@@ -85,31 +89,20 @@ class Playout:
         first_out = max(time.monotonic(), self._due + 1.0 / gop.descriptor.fps)
         period = 0.0 if catch_up else frame_period(gop.descriptor.fps, len(gop.frames), first_out, gop.decoded_at)
         for index, frame in enumerate(gop.frames):
-            if self.limit_reached or self.window_closed:
+            if self.limit_reached or self.window_closed or self.output_ended:
                 return
             now = time.monotonic()
             self._due = max(now, self._due + period)
             if self._due > now:
                 await asyncio.sleep(self._due - now)
-            self._emit(frame, gop.descriptor)
+            if self._output is not None:
+                at = gop.descriptor.capture_time_us / 1e6 + index / gop.descriptor.fps
+                await self._output.put(frame, gop.descriptor.fps, at)
+            self.frames_out += 1
             if index == 0 and gop.capture_time_known:
                 self.latency_ms.add((time.time() - gop.descriptor.capture_time_us / 1e6) * 1000)
 
     def close(self) -> None:
-        """Finalises the recording (so it plays) and closes the window."""
-        if self._recorder is not None:
-            self._recorder.close()
-        if self._display is not None:
-            self._display.close()
-
-    def _emit(self, frame: np.ndarray, descriptor: SessionDescriptor) -> None:
-        if self._display is not None:
-            self._display.show(frame)
-        if self._record_path is not None:
-            if self._recorder is None:
-                self._recorder = Recorder(self._record_path, descriptor.fps, (descriptor.width, descriptor.height))
-            width, height = self._recorder.size
-            if frame.shape[:2] != (height, width):
-                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-            self._recorder.write(frame)
-        self.frames_out += 1
+        """Finishes the output: queued frames written, the recording finalised, the window closed."""
+        if self._output is not None:
+            self._output.close()

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..media import Display
+from ..media.mjpeg import MjpegFeed
+from ..media.output import FrameOutput
+from ..media.recorder import OutputClosed, RecordTarget, record_target
 from ..net.endpoint import Endpoint, is_multicast, parse_endpoint
 from ..net.gopbuffer import GopBuffer, ReleasedGop
 from ..net.opening import DatagramOpener
@@ -35,10 +38,12 @@ from ..net.transport import DatagramReceiver
 from ..runtime.base import Codec, backend_name
 from ..wire import DEFAULT_SEED, SessionDescriptor
 from .admission import StreamAdmission
+from .advice import HELD, RECEIVER_ADVICE, ThrottledWarning
 from .closedloop import REPORT_INTERVAL_S, ReceiverReports
 from .decoding import GopDecoder, Outcome
 from .metrics import Timings, format_report
 from .playout import DecodedGop, Playout
+from .preview import PreviewServer
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ class ReceiverConfig:
     seed: int = DEFAULT_SEED
     iface: str | None = None  # multicast interface
     display: bool = False
-    record: Path | None = None  # container from the extension: .mp4 H.264, .mkv lossless FFV1
+    record: RecordTarget | Path | None = None  # a path: container from the extension (.mp4 H.264, .mkv FFV1)
     max_frames: int | None = None
     duration_s: float | None = None
     idle_exit_s: float | None = None  # silence of the followed stream (or since the first datagram) that ends the run
@@ -64,6 +69,7 @@ class ReceiverConfig:
     status_interval_s: float = 5.0
     key: bytes | None = None  # sealed stream: only datagrams sealed under this key are accepted
     accept: SourcePolicy = SourcePolicy(lock=True)  # which senders are followed, and when another takes over
+    preview: Endpoint | None = None  # serve a browser preview (picture and stats) here; host "" is loopback
     feedback: bool = True  # send receiver reports to a unicast sender (congestion control)
 
     def __post_init__(self) -> None:
@@ -102,6 +108,7 @@ class Receiver:
         self._admission = StreamAdmission(config.seed, self._decoder.models, codec.model_id)
         self._transport: DatagramReceiver | None = None
         self._playout: Playout | None = None
+        self._preview: PreviewServer | None = None
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="decode")
         self._queue: deque[_Work | None] = deque()  # None: no more input, finish after what is queued
         self._queued = asyncio.Event()
@@ -114,6 +121,8 @@ class Receiver:
         self._announced: SessionDescriptor | None = None
         self._first_counter: int | None = None
         self._outcomes = dict.fromkeys(Outcome, 0)
+        self._holds = 0  # GOPs marked to be held so far
+        self._behind = ThrottledWarning(log)
         self._reports = ReceiverReports(config.key)
         self.end_reason = ""
 
@@ -131,13 +140,33 @@ class Receiver:
     async def start(self) -> Endpoint:
         """Opens the window and binds the socket (so a caller can learn the port); ``run`` calls it too."""
         if self._transport is None:
-            display = Display("mstvsc-recv") if self.config.display else None
-            self._playout = Playout(display, self.config.record, self.config.max_frames)
+            self._playout = Playout(self._open_output(), self.config.max_frames)
             self._transport = await DatagramReceiver.open(
                 self.config.listen, self._on_datagram, iface=self.config.iface
             )
             log.info("listening on %s, model %s", self._transport.local_address, self.codec.model_id)
         return self._transport.local_address
+
+    def _open_output(self) -> FrameOutput | None:
+        """The window and the recording, on a thread of their own (the window opens now)."""
+        record = self.config.record
+        if record is not None and not isinstance(record, RecordTarget):
+            record = record_target(record)
+        feed = None
+        if self.config.preview is not None:
+            feed = MjpegFeed()
+            self._preview = PreviewServer(feed, self.config.preview, sealed=self.config.key is not None)
+            self._preview.start()
+        if not self.config.display and record is None and feed is None:
+            return None
+        output = FrameOutput((lambda: Display("mstvsc-recv")) if self.config.display else None, record, preview=feed)
+        try:
+            output.start()
+        except BaseException:
+            if self._preview is not None:
+                self._preview.close()
+            raise
+        return output
 
     def stop(self, reason: str = "stopped") -> None:
         """End now, dropping what has not been played yet (Ctrl-C, --duration)."""
@@ -158,6 +187,8 @@ class Receiver:
         decoding = asyncio.create_task(self._decode_loop())
         playing = asyncio.create_task(self._playout_loop())
         helpers = [asyncio.create_task(self._report_periodically())]
+        if self._preview is not None:
+            helpers.append(asyncio.create_task(self._preview.publish_every(self.report, self._bytes_received)))
         if self.config.feedback and not self._listens_to_group():
             helpers.append(asyncio.create_task(self._send_reports()))
         if self.config.idle_exit_s is not None:
@@ -210,6 +241,7 @@ class Receiver:
             "descriptors_received": b.descriptors_received,
             "descriptors_inferred": b.descriptors_inferred,
             "frames_out": playout.frames_out if playout is not None else 0,
+            "frames_dropped_output": playout.output.frames_dropped if playout and playout.output else 0,
             "datagrams": self._transport.stats.datagrams if self._transport is not None else 0,
             "invalid_datagrams": b.invalid_datagrams + sum(refused.values()),
             "invalid_by_reason": dict(sorted((b.invalid_by_reason + refused).items())),
@@ -294,6 +326,10 @@ class Receiver:
         waiting = [w for w in self._queue if w is not None and not w.held]
         if limit is not None and len(waiting) > limit:
             waiting[0].held = True
+            self._holds += 1
+            interval = work.gop.descriptor.gop_duration_s * 1000
+            self._behind.warn(f"{self._holds} GOPs {HELD} so far: decoding needs more than the {interval:.0f} ms "
+                              f"GOP interval (decode {self._decoder.decode_ms.summary()}); {RECEIVER_ADVICE}")
         self._queued.set()
 
     def _close_input(self, reason: str) -> None:
@@ -334,7 +370,21 @@ class Receiver:
             if playout.window_closed:
                 self.stop("window_closed")
                 return
+            if playout.output is not None and playout.output.ended is not None:
+                self._output_ended(playout.output.ended)
+                return
         self.stop(self.end_reason or "finished")
+
+    def _bytes_received(self) -> int:
+        return self._transport.stats.bytes if self._transport is not None else 0
+
+    def _output_ended(self, error: Exception) -> None:
+        """A pipe whose reader left ends the run cleanly, with one line; any other output error ends it
+        with that error."""
+        if not isinstance(error, OutputClosed):
+            raise error
+        log.info("%s; stopping", error)
+        self.stop("output_closed")
 
     # --- housekeeping ---------------------------------------------------------------------------------
 
@@ -344,9 +394,9 @@ class Receiver:
             r = self.report()
             loss = r["segment_loss_rate"]
             log.info(
-                "%s GOPs (decoded %s, held %s, concealed %s), segment loss %s, %s frames out, %s invalid, "
+                "%s GOPs (decoded %s, %s %s, concealed %s), segment loss %s, %s frames out, %s invalid, "
                 "decode %s, latency %s",
-                r["gops_released"], r["gops_decoded"], r["gops_held"], r["gops_concealed"],
+                r["gops_released"], r["gops_decoded"], r["gops_held"], HELD, r["gops_concealed"],
                 "n/a" if loss is None else f"{loss:.1%}", r["frames_out"], r["invalid_datagrams"],
                 self._decoder.decode_ms.summary(), self._playout.latency_ms.summary() if self._playout else "n/a",
             )  # fmt: skip
@@ -383,4 +433,7 @@ class Receiver:
             self._transport.close()
         if self._playout is not None:
             self._playout.close()
+        if self._preview is not None:
+            self._preview.close()
+            self._preview.feed.close()
         self._worker.shutdown(wait=False, cancel_futures=True)

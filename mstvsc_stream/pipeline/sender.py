@@ -8,12 +8,20 @@ replaces (counted): GOPs that are never sent take no GOP counter, so the receive
 them and latency stays at about one encode. Offline (``realtime=False``) nothing is dropped; the input
 is simply read as fast as the encoder takes it.
 
+When encoding cannot keep up later on, ``degrade`` chooses what gives (:mod:`.adaptation`): whole GOPs
+(``drop``), the frame rate or the frame size. Frames are captured at the first rung; a GOP is gathered
+at the policy's rate (every other frame at half rate) and scaled to its size when encoded, and the
+first GOP of another rung starts a new session from the same socket, which the receiver follows. With a
+choice other than ``drop``, up to 3 GOPs may wait for the encoder, so a lag turns into a step down
+rather than into dropped GOPs.
+
 With a ``key`` every datagram is sealed (:mod:`..wire.sealing`): payloads shrink by the sealing overhead
 so datagrams keep their size, the rate cap counts the overhead, and a session that has used up its
 nonces gives way to a new one.
 
 Receiver reports coming back on the sending socket drive the congestion controller
-(:mod:`.closedloop`); ``feedback=False`` or a multicast destination keeps the sender open loop.
+(:mod:`.closedloop`), whose target also feeds the adaptation policy's link input; ``feedback=False`` or
+a multicast destination keeps the sender open loop.
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 from ..media import CaptureThread, FrameSource
@@ -41,7 +51,9 @@ from ..wire import (
 )
 from ..wire.limits import stream_limit_problem
 from ..wire.sealing import SEAL_OVERHEAD, Sealer, sealed_payload_size
-from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, sending_labels
+from .adaptation import AdaptationConfig, AdaptationPolicy, Rung, Switch, build_ladder, graphs_at_hand
+from .advice import DEGRADED, DROPPED, SENDER_ADVICE, ThrottledWarning
+from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, sending_labels, stream_kbps
 from .closedloop import SenderLoop
 from .gops import CapturedGop, FrameFeed, PulledFrames, gather_gops
 from .metrics import Timings, format_report
@@ -50,6 +62,9 @@ log = logging.getLogger(__name__)
 
 _Mailbox = asyncio.Queue  # of CapturedGop, then None (input ended) or the Exception that ended capture
 CAPTURE_CLOSE_S = 5.0  # how long a sender that ends waits, off the event loop, for its source to close
+# GOPs waiting for the encoder before the oldest is dropped: one with --degrade drop (latency stays at one
+# encode); a few with framerate or resolution, so a lag is worked off by stepping down, not by dropping
+DEGRADE_BACKLOG = 3
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,8 @@ class SenderConfig:
     stats_interval_s: float = 5.0
     key: bytes | None = None  # seal every datagram with this pre-shared 32-byte key
     feedback: bool = True  # follow receiver reports (congestion control); False: open loop
+    degrade: str = "drop"  # what gives when encoding falls behind: drop (GOPs), framerate or resolution
+    adaptation: AdaptationConfig = AdaptationConfig()  # when to step down and back up
 
     def __post_init__(self) -> None:
         if not 0.0 < self.pacing <= 1.0:
@@ -89,7 +106,7 @@ class SenderStats:
     gops_sent: int = 0
     gops_dropped: int = 0  # complete GOPs skipped because encoding fell behind real time
     segments_sent: int = 0
-    segments_withheld: int = 0  # left out to stay under the rate cap or the congestion controller's rate
+    segments_withheld: int = 0  # left out to stay under the rate cap
     descriptors_sent: int = 0
     encode_ms: Timings = field(default_factory=Timings)
 
@@ -102,37 +119,56 @@ class Sender:
     reason.
     """
 
-    def __init__(self, codec: Codec, source: FrameSource, config: SenderConfig) -> None:
-        width, height = source.size
-        n_elements = codec.latent_length(height, width)
-        payload_size = config.payload_size
-        if config.packets is not None:
-            payload_size = payload_size_for_packets(n_elements, config.packets)
-        if config.key is not None:
-            payload_size = sealed_payload_size(n_elements, payload_size)
+    def __init__(self, codec: Codec, source: FrameSource, config: SenderConfig,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.codec = codec
         self.source = source
         self.config = config
-        self.packetizer = GopPacketizer(n_elements, config.seed, payload_size)
-        problem = stream_limit_problem(width, height, n_elements, self.packetizer.n_segments)
-        if problem:
-            raise ValueError(f"receivers refuse this stream: {problem}")
-        name, weights_hash = split_model_id(codec.model_id)
-        self.descriptor = SessionDescriptor(
-            new_session_id(), 0, 0, width, height, max(1, round(source.fps * 1000)), codec.gop, n_elements,
-            self.packetizer.payload_size, self.packetizer.n_segments, self.packetizer.seed_fingerprint,
-            name, weights_hash,
-        )  # fmt: skip
-        self._sealer = None if config.key is None else Sealer(config.key, self.descriptor.session_id)
-        overhead = 0 if config.key is None else SEAL_OVERHEAD
-        self.loop = SenderLoop(self.descriptor, config.kbps, config.key, overhead, enabled=config.feedback)
-        self.segments_per_gop = self.loop.cap_segments
+        # resolution steps only to sizes with graphs at hand
+        ladder = build_ladder(config.degrade, *source.size, source.fps, codec.gop, graphs_at_hand(codec))
+        self.policy = AdaptationPolicy(ladder, config.adaptation, clock)
+        self._started_at = time.time()  # the wall clock at the policy's time 0, for reports
+        self._overhead = 0 if config.key is None else SEAL_OVERHEAD
+        self.loop = SenderLoop(config.kbps, config.key, self._overhead, enabled=config.feedback)
+        self._start_session(self.policy.rung)  # the first rung's checks raise before anything opens
+        self.policy.ladder = [replace(rung, kbps=stream_kbps(self._session_for(rung)[0], overhead=self._overhead))
+                              for rung in ladder]
         self.stats = SenderStats()
         self._capture: CaptureThread | None = None
         self._feed: FrameFeed | None = None
         self._transport: DatagramSender | None = None
         self._work: asyncio.Task[None] | None = None
         self._stop_requested = False
+        self._behind = ThrottledWarning(log, clock)
+
+    def _session_for(self, rung: Rung) -> tuple[SessionDescriptor, GopPacketizer]:
+        """A new session's descriptor (GOP counter 0) and packetizer for frames of ``rung``."""
+        cfg = self.config
+        n_elements = self.codec.latent_length(rung.height, rung.width)
+        payload_size = cfg.payload_size
+        if cfg.packets is not None:
+            payload_size = payload_size_for_packets(n_elements, cfg.packets)
+        if cfg.key is not None:
+            payload_size = sealed_payload_size(n_elements, payload_size)
+        packetizer = GopPacketizer(n_elements, cfg.seed, payload_size)
+        problem = stream_limit_problem(rung.width, rung.height, n_elements, packetizer.n_segments)
+        if problem:
+            raise ValueError(f"receivers refuse this stream: {problem}")
+        name, weights_hash = split_model_id(self.codec.model_id)
+        descriptor = SessionDescriptor(
+            new_session_id(), 0, 0, rung.width, rung.height, max(1, round(rung.fps * 1000)), self.codec.gop,
+            n_elements, packetizer.payload_size, packetizer.n_segments, packetizer.seed_fingerprint, name,
+            weights_hash,
+        )  # fmt: skip
+        return descriptor, packetizer
+
+    def _start_session(self, rung: Rung) -> None:
+        self._rung = rung
+        self.descriptor, self.packetizer = self._session_for(rung)
+        self._sealer = None if self.config.key is None else Sealer(self.config.key, self.descriptor.session_id)
+        self.loop.follow(self.descriptor)  # the controller keeps its reading of the link across sessions
+        self.segments_per_gop = self.loop.cap_segments
+        self._next_counter = 0
 
     @property
     def frames_sent(self) -> int:
@@ -188,6 +224,10 @@ class Sender:
             "stream_kbps": round(sent_bytes * 8 / gop_seconds / 1000, 1) if gop_seconds else None,
             "encode_ms_p50": stats.encode_ms.percentile(50),
             "encode_ms_p95": stats.encode_ms.percentile(95),
+            "degrade": self.config.degrade,
+            "started_at": round(self._started_at, 3),
+            "rung_first": self.policy.ladder[0].label,
+            **self.policy.summary(),
             **self.loop.report(),
         }
 
@@ -200,7 +240,9 @@ class Sender:
             )
             self.loop.enabled = cfg.feedback and not transport.destination.is_multicast  # reports are unicast
             if cfg.realtime:  # the first encode opens sessions and buffers: pay for it before the clock runs
-                await asyncio.get_running_loop().run_in_executor(encoder, self._warm_up)
+                costs = await asyncio.get_running_loop().run_in_executor(encoder, self._warm_up)
+                self.policy.ladder = [replace(rung, cost_s=costs[rung.width, rung.height])
+                                      for rung in self.policy.ladder]
         except BaseException:
             # from run() on the source is ours, and the feed that would close it never opened
             self.source.close()
@@ -215,7 +257,7 @@ class Sender:
         )  # fmt: skip
         self._feed = feed = self._open_feed()
         reader = ThreadPoolExecutor(1, thread_name_prefix="frames")
-        mailbox: _Mailbox = asyncio.Queue(maxsize=1)
+        mailbox: _Mailbox = asyncio.Queue(maxsize=1 if len(self.policy.ladder) == 1 else DEGRADE_BACKLOG)
         gathering = asyncio.create_task(self._gather(feed, reader, mailbox))
         reporting = asyncio.create_task(self._report_periodically())
         try:
@@ -241,13 +283,16 @@ class Sender:
         """Posts whole GOPs, then None at the end of the input or the error that ended capture."""
         ending: Exception | None = None
         try:
-            async for gop in gather_gops(feed, self.codec.gop, reader, self.config.max_frames):
+            top = self.policy.ladder[0].fps
+            step = lambda: max(1, round(top / self.policy.rung.fps))  # noqa: E731
+            async for gop in gather_gops(feed, self.codec.gop, reader, self.config.max_frames, step):
                 if not self.config.realtime:
                     await mailbox.put(gop)
                     continue
                 if mailbox.full():
                     mailbox.get_nowait()
                     self.stats.gops_dropped += 1
+                    self._warn_dropped()
                 mailbox.put_nowait(gop)
         except Exception as error:  # raised again by the encoding loop, in the caller's task
             ending = error
@@ -256,7 +301,7 @@ class Sender:
 
     async def _encode_and_send(self, mailbox: _Mailbox, encoder: ThreadPoolExecutor, transport: DatagramSender) -> None:
         loop = asyncio.get_running_loop()
-        span = configured_span = self.config.pacing * self.descriptor.gop_duration_s
+        pacing = self.config.pacing
         sending: asyncio.Task[None] | None = None
         last: SessionDescriptor | None = None
         failure: Exception | None = None
@@ -265,14 +310,18 @@ class Sender:
                 if isinstance(gop, Exception):
                     failure = gop  # the input ended with an error: still tell the receiver it ended
                     break
+                self._follow_rung(gop)
                 started = time.perf_counter()
                 segments = await loop.run_in_executor(encoder, self._encode, gop.frames)
-                self.stats.encode_ms.add((time.perf_counter() - started) * 1000)
-                last = self._descriptor_for(gop, 0 if last is None else last.gop_counter + 1)
+                seconds = time.perf_counter() - started
+                self.stats.encode_ms.add(seconds * 1000)
+                last = self._descriptor_for(gop)
+                if self.config.realtime and (switch := self.policy.observe_encode(seconds)) is not None:
+                    self._announce(switch)
                 if sending is not None:
                     await sending  # the previous GOP's datagrams are still being paced out
                 labels = self._labels_for(last)
-                span = self.loop.pacing_span(configured_span, len(labels), last.gop_duration_s)
+                span = self.loop.pacing_span(pacing * last.gop_duration_s, len(labels), last.gop_duration_s)
                 datagrams = self._datagrams(last, segments, labels)
                 sending = asyncio.create_task(transport.send_paced(datagrams, span, self.loop.sent))
             if sending is not None:
@@ -280,31 +329,72 @@ class Sender:
             if last is not None:
                 ending = self._sealed(end_of_input_datagrams(last))
                 self.stats.descriptors_sent += len(ending)
-                await transport.send_paced(ending, span)
+                await transport.send_paced(ending, pacing * last.gop_duration_s)
             if failure is not None:
                 raise failure
         finally:
             if sending is not None:
                 sending.cancel()
 
-    def _warm_up(self) -> None:
-        width, height = self.source.size
-        self.codec.encode(np.zeros((self.codec.gop, height, width, 3), np.uint8))
+    def _warm_up(self) -> dict[tuple[int, int], float | None]:
+        """Encodes a blank GOP at every size of the ladder (sessions open, buffers grow); with more than
+        one rung, a second encode per size measures what each costs (the policy's step-up prediction)."""
+        costs: dict[tuple[int, int], float | None] = {}
+        for rung in self.policy.ladder:
+            if (rung.width, rung.height) not in costs:
+                blank = np.zeros((self.codec.gop, rung.height, rung.width, 3), np.uint8)
+                self.codec.encode(blank)
+                cost = None
+                if len(self.policy.ladder) > 1:
+                    started = time.perf_counter()
+                    self.codec.encode(blank)
+                    cost = time.perf_counter() - started
+                costs[rung.width, rung.height] = cost
+        return costs
 
     def _encode(self, frames: np.ndarray) -> list[bytes]:
-        """Encoder thread: codes, interleaved and cut into segment payloads."""
+        """Encoder thread: codes, interleaved and cut into segment payloads (frames scaled to the session's
+        size first when a resolution step is in force)."""
+        width, height = self.descriptor.width, self.descriptor.height
+        if frames.shape[1:3] != (height, width):
+            frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
         return self.packetizer.segments(self.codec.encode(frames))
 
-    def _descriptor_for(self, gop: CapturedGop, counter: int) -> SessionDescriptor:
+    def _descriptor_for(self, gop: CapturedGop) -> SessionDescriptor:
         needed = self.packetizer.n_segments + DESCRIPTOR_COPIES + END_OF_INPUT_COPIES
         if self._sealer is not None and self._sealer.remaining < needed:
             self._renew_session(self._sealer)
+        counter, self._next_counter = self._next_counter, self._next_counter + 1
         return replace(self.descriptor, gop_counter=counter, capture_time_us=int(gop.captured_at * 1_000_000))
+
+    def _announce(self, switch: Switch) -> None:
+        advice = f"; {SENDER_ADVICE}" if switch.down else ""
+        log.warning("%s: %s; stepping %s to %s%s", switch.reason, switch.detail, "down" if switch.down else "back up",
+                    switch.to.label, advice)  # fmt: skip
+
+    def _follow_rung(self, gop: CapturedGop) -> None:
+        """A new session, from the same socket, when this GOP is to go out at another size or rate than the
+        current session's: the policy's size, the rate the GOP was gathered at. GOPs gathered before a
+        change of rate still go out in the old session, so every session's frames have its rate."""
+        rung = replace(self.policy.rung, fps=self.policy.ladder[0].fps / gop.frame_step)
+        if (rung.width, rung.height, rung.fps) == (self._rung.width, self._rung.height, self._rung.fps):
+            return
+        before = self.descriptor.session_id
+        self._start_session(rung)
+        log.info("session %016x replaces %016x: %s", self.descriptor.session_id, before, rung.label)
+
+    def _warn_dropped(self) -> None:
+        budget = self.policy.rung.budget_s * 1000
+        self._behind.warn(f"{self.stats.gops_dropped} GOPs {DROPPED} so far: the encoder needs more than the "
+                          f"{budget:.0f} ms GOP interval (encode {self.stats.encode_ms.summary()}); {SENDER_ADVICE}")
 
     def _labels_for(self, descriptor: SessionDescriptor) -> list[int]:
         """The per-GOP rate decision: how many segments go (``--kbps`` and the congestion controller, in
-        :meth:`.SenderLoop.segments_for`) and which labels (rotating, :func:`.sending_labels`)."""
+        :meth:`.SenderLoop.segments_for`) and which labels (rotating, :func:`.sending_labels`); the
+        controller's target also feeds the adaptation policy's link input."""
         count = self.loop.segments_for(descriptor)
+        if self.config.realtime and (switch := self.policy.observe_link(self.loop.link_target())) is not None:
+            self._announce(switch)
         return sending_labels(descriptor.n_segments, count, descriptor.gop_counter)
 
     def _datagrams(self, descriptor: SessionDescriptor, segments: list[bytes], labels: list[int]) -> list[bytes]:
@@ -336,8 +426,10 @@ class Sender:
             sent_bytes = self._transport.stats.bytes if self._transport is not None else 0
             kbps = (sent_bytes - previous_bytes) * 8 / interval / 1000
             previous_bytes = sent_bytes
+            policy = self.policy
+            degraded = f", {DEGRADED} to {policy.rung.label} ({policy.switches[-1].reason})" if policy.level else ""
             log.info(
-                "sent %d GOPs (%d dropped), %d segments, %.1f kbps, encode %s, %s",
-                stats.gops_sent, stats.gops_dropped, stats.segments_sent, kbps, stats.encode_ms.summary(),
-                self.loop.status(),
+                "sent %d GOPs, %d %s, %d segments, %.1f kbps, encode %s%s, %s",
+                stats.gops_sent, stats.gops_dropped, DROPPED, stats.segments_sent, kbps,
+                stats.encode_ms.summary(), degraded, self.loop.status(),
             )  # fmt: skip

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 
-from .backends import BACKENDS, DEVICES, PRECISION_CHOICES, choose_backend, choose_precision
+from .backends import BACKENDS, DEVICES, INT8_PSNR_COST_DB, PRECISION_CHOICES, choose_backend, choose_precision
 from .base import Codec
 from .zoo import DEFAULT_MODEL, ModelCard, ModelError, find_model, list_models
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "DEVICES", "PRECISION_CHOICES", "Codec", "DEFAULT_MODEL", "ModelCard", "ModelError", "find_model", "list_models",
+__all__ = ["BACKENDS", "DEVICES", "INT8_PSNR_COST_DB", "PRECISION_CHOICES", "Codec", "DEFAULT_MODEL", "ModelCard", "ModelError", "find_model", "list_models",
            "load_codec"]
 
 

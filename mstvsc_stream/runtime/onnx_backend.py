@@ -100,6 +100,10 @@ class OnnxCodec:
     def latent_length(self, height: int, width: int) -> int:
         return self.cfg.latent_length(height, width)
 
+    def serves(self, height: int, width: int) -> bool:
+        """Whether graphs for this frame size are at hand (shipped or cached), so none must be exported."""
+        return self._folder is not None or graph_folder(self.card, padded_size(height, width), self.precision) is not None
+
     def prepare(self, height: int, width: int, parts: tuple[str, ...] = PARTS) -> None:
         """Open (and if needed export) the graphs for a frame size now instead of at the first GOP."""
         for part in parts:
@@ -147,8 +151,8 @@ class OnnxCodec:
         if self.providers[0] == CUDA and session.get_providers()[0] != CUDA:
             log.warning("ONNX Runtime could not start CUDA for %s; running it on the CPU", path.name)
             self.backend = self._backend_name(CPU)
-        log.info("%s: %s %s, %s, %d threads", self.model_id, part, size_text(*padded), session.get_providers()[0],
-                 self.threads)
+        log.info("%s: %s %s, %s, %d thread%s", self.model_id, part, size_text(*padded), session.get_providers()[0],
+                 self.threads, "" if self.threads == 1 else "s")
         return session
 
     def _export(self, padded: tuple[int, int], frame: tuple[int, int]) -> Path:

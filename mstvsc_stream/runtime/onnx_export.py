@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +33,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from ..model import swin
+from ..model.swin import SwinBlock, Window, WindowAttention
 from ..model.mstvsc import MSTVSC, Latents
 from .base import Codec
 from .layout import join_codes, pad_frames, split_codes
@@ -83,6 +84,57 @@ def _example_inputs(model: MSTVSC, part: str, padded: tuple[int, int]) -> tuple[
     return tuple(torch.zeros(1, *shape) for shape in (common, individual, common, individual))
 
 
+class SplitProjectionAttention(nn.Module):
+    """:class:`~mstvsc_stream.model.swin.WindowAttention` as exported: the same weights, laid out for
+    ONNX Runtime on a CPU.
+
+    Training keeps one ``qkv`` projection (one large matrix product is fastest in PyTorch); exported,
+    its output must be split and transposed into per-head q, k and v, which on the largest stage costs as
+    much as a matrix product. Here q, k and v are three projections holding the rows of ``qkv`` (the
+    softmax scale folded into q's), so single-head windows need no split and no transpose at all, and
+    ONNX Runtime quantises the three activations once (MatMulIntegerToFloat).
+    """
+
+    def __init__(self, attn: WindowAttention) -> None:
+        super().__init__()
+        self.heads, self.original = attn.heads, attn
+        width = attn.proj.in_features
+        weight, bias = attn.qkv.weight.detach(), attn.qkv.bias.detach()
+        self.q, self.k, self.v = (nn.Linear(width, width) for _ in range(3))
+        for i, (linear, scale) in enumerate(((self.q, attn.scale), (self.k, 1.0), (self.v, 1.0))):
+            linear.weight.data = weight[i * width : (i + 1) * width] * scale
+            linear.bias.data = bias[i * width : (i + 1) * width] * scale
+
+    def forward(self, windows: torch.Tensor, b: int, win: Window, mask: torch.Tensor | None) -> torch.Tensor:
+        n_win_b, n, c = windows.shape
+        heads, head_dim = self.heads, c // self.heads
+        shape = (b, n_win_b // b, n, heads, head_dim)
+        if heads == 1:  # [B, nW, 1, N, hd] is the projection's own layout
+            q, k, v = (p(windows).view(b, n_win_b // b, 1, n, head_dim) for p in (self.q, self.k, self.v))
+            k_t = k.transpose(-2, -1)  # folded into the matrix product by ONNX Runtime
+        else:
+            q, v = (p(windows).view(shape).transpose(2, 3) for p in (self.q, self.v))
+            k_t = self.k(windows).view(shape).permute(0, 1, 3, 4, 2)
+        attn = torch.matmul(q, k_t) + self.original.position_bias(win, mask, n).to(q.dtype)
+        out = torch.matmul(attn.softmax(-1), v)
+        out = out.reshape(n_win_b, n, c) if heads == 1 else out.transpose(2, 3).reshape(n_win_b, n, c)
+        return self.original.proj(out)
+
+
+@contextlib.contextmanager
+def _export_layout(model: MSTVSC) -> Iterator[None]:
+    """Swaps every block's attention for :class:`SplitProjectionAttention` while exporting."""
+    blocks = [m for m in model.modules() if isinstance(m, SwinBlock) and isinstance(m.attn, WindowAttention)]
+    originals = [block.attn for block in blocks]
+    try:
+        for block in blocks:
+            block.attn = SplitProjectionAttention(block.attn)
+        yield
+    finally:
+        for block, attn in zip(blocks, originals):
+            block.attn = attn
+
+
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """The exporter narrates every step on stdout and warns about unrelated optional packages."""
@@ -109,7 +161,7 @@ def _export_part(model: MSTVSC, part: str, padded: tuple[int, int]) -> onnx.Mode
     # graph is the same whatever ran earlier in this process; cleared after, the fake tensors built
     # while tracing never reach an eager call.
     _clear_swin_caches()
-    with _quiet_exporter():
+    with _quiet_exporter(), _export_layout(model):
         try:
             program = torch.onnx.export(module.eval(), _example_inputs(model, part, padded), dynamo=True,
                                         verbose=False, input_names=inputs, output_names=outputs)
@@ -164,10 +216,11 @@ class _SharedBlob:
 
 
 def export_graphs(model: MSTVSC, card: ModelCard, sizes: list[tuple[int, int]], folder: Path,
-                  precisions: tuple[str, ...] = PRECISIONS) -> dict[str, str]:
+                  precisions: tuple[str, ...] = PRECISIONS, on_step: Callable[[str], None] | None = None
+                  ) -> dict[str, str]:
     """Write encoder and decoder graphs in each precision for each padded ``(height, width)``, and their
     shared weights blob, into ``folder``; return ``{file name: sha256}`` for all of them (the card's
-    ``"onnx"`` mapping)."""
+    ``"onnx"`` mapping). ``on_step`` hears of each part exported ("encoder 320x256"), for progress."""
     model = model.eval().cpu()
     blob = _SharedBlob()
     graphs: dict[str, onnx.ModelProto] = {}
@@ -182,6 +235,8 @@ def export_graphs(model: MSTVSC, card: ModelCard, sizes: list[tuple[int, int]], 
                 blob.externalize(proto)
                 graphs[graph_name(part, padded, precision)] = proto
             log.info("exported %s %s", part, size_text(*padded))
+            if on_step is not None:
+                on_step(f"{part} {size_text(*padded)}")
     folder.mkdir(parents=True, exist_ok=True)
     for name, proto in graphs.items():
         onnx.save_model(proto, folder / name)

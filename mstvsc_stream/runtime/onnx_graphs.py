@@ -22,7 +22,7 @@ from pathlib import Path
 from .zoo import ModelCard
 
 # The frame sizes the export tool ships graphs for by default (each costs only its graph structure).
-SHIPPED_SIZES = "320x240,640x480,1280x720,1920x1080"
+SHIPPED_SIZES = "256x192,320x240,640x480,1280x720,1920x1080"
 
 ENCODER, DECODER = "encoder", "decoder"
 PARTS = (ENCODER, DECODER)
