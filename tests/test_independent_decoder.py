@@ -68,7 +68,7 @@ def stream():
                                  30000, T, n, packetizer.payload_size, packetizer.n_segments,
                                  seed_fingerprint(DEFAULT_SEED), name, model_hash)
         segments = packetizer.segments(codec.encode(clip[k * T:(k + 1) * T]))
-        gops.append((desc, gop_datagrams(desc, segments, len(segments), DESCRIPTOR_COPIES)))
+        gops.append((desc, gop_datagrams(desc, segments, range(len(segments)), DESCRIPTOR_COPIES)))
     return codec, packetizer, gops
 
 

@@ -186,7 +186,7 @@ def test_datagrams_are_received_and_timestamped_while_the_recorder_blocks(
     def datagrams(counter: int, flags: int = 0) -> list[bytes]:
         segments = packetizer.segments(codec.encode(clip[counter * 4 : counter * 4 + 4]))
         descriptor = replace(first, gop_counter=counter, flags=flags)
-        return gop_datagrams(descriptor, segments, len(segments), copies=3)
+        return gop_datagrams(descriptor, segments, range(len(segments)), copies=3)
 
     async def scenario() -> tuple[float, dict]:
         receiver = Receiver(codec, ReceiverConfig("127.0.0.1:0", record=tmp_path / "out.mkv", idle_exit_s=20.0))

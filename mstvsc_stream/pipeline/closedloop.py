@@ -83,11 +83,14 @@ class SenderLoop:
         return self._controller
 
     def link_target(self) -> float | None:
-        """The controller's target rate for the adaptation policy (None: open loop, any rung fits)."""
+        """The controller's target rate for the adaptation policy; None (any rung fits) while open loop or
+        while the target is at this session's ceiling: the link then carries all of it and may carry a
+        larger rung too (if not, the controller backs off there and the policy steps down again)."""
         controller = self.controller
         if not self.enabled or not controller.engaged:
             return None
-        return controller.rate_kbps(time.monotonic())
+        rate = controller.rate_kbps(time.monotonic())
+        return None if rate >= controller.ceiling_kbps else rate
 
     def on_datagram(self, datagram: bytes, addr: tuple, arrival: float) -> None:
         """A datagram on the sending socket: a report, or something counted as refused."""
