@@ -90,3 +90,26 @@ def test_bench_says_what_its_device_option_does() -> None:
     from mstvsc_stream.cli.bench import build_parser
 
     assert "where inference runs" in " ".join(build_parser().format_help().split())
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "option"),
+    [("recv", ["--listen", ":0", "--stats-json"], "--stats-json"),
+     ("send", [*SEND, "--stats-json"], "--stats-json"),
+     ("relay", ["--listen", ":0", "--to", "127.0.0.1:5000", "--stats-json"], "--stats-json"),
+     ("eval", ["--input", "sample", "--json"], "--json"),
+     ("demo", ["--json"], "--json"),
+     ("bench", ["--json"], "--json")],
+)
+def test_an_output_file_that_is_a_directory_is_refused_before_the_run(
+    module: str, argv: list[str], option: str, tmp_path: Path, capsys  # noqa: ANN001
+) -> None:
+    """It was found only when the results were written at the end ('[Errno 21] Is a directory'), and
+    the run's results were lost."""
+    command = importlib.import_module(f"mstvsc_stream.cli.{module}")
+    with pytest.raises(SystemExit) as info:
+        command.main([*argv, str(tmp_path), "--out", str(tmp_path / "out")] if module == "demo"
+                     else [*argv, str(tmp_path)])
+    assert info.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and option in line and "is a directory" in line

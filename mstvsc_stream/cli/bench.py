@@ -14,7 +14,7 @@ from pathlib import Path
 from ..analysis.bench import CODEC_BACKENDS, combine_runs, format_table, machine_info, run_bench
 from ..runtime import DEFAULT_MODEL, DEVICES
 from ..runtime.onnx_graphs import SHIPPED_SIZES
-from .common import checked, parse_size, parser, positive_int, run_main, setup_logging
+from .common import check_output_path, checked, parse_size, parser, positive_int, run_main, setup_logging
 
 log = logging.getLogger("mstvsc-bench")
 
@@ -56,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    if args.json is not None and not args.json.parent.is_dir():
-        p.error(f"--json: no directory {str(args.json.parent)!r}")
+    check_output_path(p, "--json", args.json)
     setup_logging(args)
     backends = args.backend or _backends(default_backends(args.device))
 

@@ -207,8 +207,13 @@ def positive_int(text: str) -> int:
 
 
 def check_output_path(p: argparse.ArgumentParser, option: str, path: Path | None) -> None:
-    """Refuse, before anything runs for minutes, an output file whose folder does not exist."""
-    if path is not None and not path.parent.is_dir():
+    """Refuse, before anything runs for minutes, an output file whose folder does not exist or that is a
+    folder itself (found only when the results were written, and then lost)."""
+    if path is None:
+        return
+    if path.is_dir():
+        p.error(f"{option}: {str(path)!r} is a directory; name a file")
+    if not path.parent.is_dir():
         p.error(f"{option}: no directory {str(path.parent)!r}")
 
 
