@@ -6,6 +6,7 @@ here, so no test needs a camera, a display or /work/shared.
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from mstvsc_stream.media import source as source_module
 from mstvsc_stream.media import (
     CameraSource,
     CaptureThread,
@@ -101,6 +103,19 @@ def test_url_that_fails_raises_media_error() -> None:
     with pytest.raises(MediaError) as excinfo:
         FileSource("http://127.0.0.1:9/clip.mp4")  # discard port: nothing listens there
     assert_one_line_media_error(excinfo, "127.0.0.1")
+
+
+def test_a_server_that_never_answers_times_out_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts the connection and says nothing ended in FFmpeg's 'Immediate exit requested'."""
+    monkeypatch.setattr(source_module, "NETWORK_TIMEOUT_S", 0.5)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/clip.mp4"
+        with pytest.raises(MediaError) as excinfo:
+            FileSource(url)
+    assert_one_line_media_error(excinfo, url, "timed out")
+    assert "Immediate exit" not in str(excinfo.value)
 
 
 # --- recording -----------------------------------------------------------------------------------------

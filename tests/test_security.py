@@ -193,6 +193,37 @@ def test_keygen_force_replaces_a_symlink_itself_not_its_target(tmp_path: Path) -
         "not-a-key.txt", "stream.key"]
 
 
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_keygen_at_a_directory_or_a_missing_folder_is_one_plain_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, force: list[str]
+) -> None:
+    """A directory with --force said "[Errno 21] Is a directory: '/tmp/.x.8ce5b84f.new' -> '/tmp/x'", a
+    missing folder "[Errno 2] No such file or directory: ..."."""
+    assert keygen([str(tmp_path), *force]) == 2
+    assert capsys.readouterr().err == f"mstvsc-keygen: {tmp_path} is a directory; name the key file to write\n"
+    missing = tmp_path / "no-such-folder" / "stream.key"
+    assert keygen([str(missing), *force]) == 2
+    assert capsys.readouterr().err == f"mstvsc-keygen: cannot write key file {missing}: No such file or directory\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_junk_segments_that_never_find_a_descriptor_are_counted_in_the_report() -> None:
+    """Segments of no known session were held, then dropped, and no counter of --stats-json showed them:
+    3,000 junk datagrams gave 1,669 invalid and 1,331 unaccounted for."""
+    junk = FakeSender(session_id=9).segments(0)
+
+    async def feed() -> dict:
+        receiver = Receiver(StubCodec(), ReceiverConfig("127.0.0.1:0"))
+        for _ in range(300):  # past the hold's 256 datagrams: the oldest are dropped
+            for datagram in junk:
+                receiver._on_datagram(datagram, ("127.0.0.1", 40000), 0.0)  # noqa: SLF001
+        return receiver.report()
+
+    report = run(feed())
+    assert report["segments_held"] == 300 * len(junk)
+    assert report["segments_orphaned"] == 300 * len(junk) - 256
+
+
 def test_the_buffer_stats_have_no_broken_as_dict() -> None:
     """``GopBufferStats.as_dict()`` was never called and broke on the per-reason Counter."""
     assert not hasattr(GopBufferStats, "as_dict")

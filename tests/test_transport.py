@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections.abc import Callable, Coroutine
@@ -69,6 +70,19 @@ def test_parse_endpoint_errors_are_one_line(text: str, fragment: str) -> None:
     with pytest.raises(EndpointError, match=fragment) as info:
         parse_endpoint(text)
     assert "\n" not in str(info.value) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [("[::1:5000", "e.g. [::1]:5000"), ("::1:5000", "e.g. [::1]:5000"), ("[::1]", "has no port"),
+     ("::1", "has no port"), ("fe80::1", "e.g. [fe80::1]:5000")],
+)
+def test_an_ipv6_endpoint_typo_gets_a_hint_that_parses(text: str, hint: str) -> None:
+    """'[::1:5000' was answered 'e.g. [[::1]:5000', and '[::1]' (no port) 'e.g. [[:]:1]'."""
+    with pytest.raises(EndpointError, match=re.escape(hint)) as info:
+        parse_endpoint(text)
+    example = str(info.value).rsplit("e.g. ", 1)[1]
+    assert parse_endpoint(example).port > 0
 
 
 @pytest.mark.parametrize(

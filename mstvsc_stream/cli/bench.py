@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from ..analysis.bench import CODEC_BACKENDS, combine_runs, format_table, machine_info, run_bench
-from ..runtime import DEFAULT_MODEL
+from ..runtime import DEFAULT_MODEL, DEVICES
 from ..runtime.onnx_graphs import SHIPPED_SIZES
-from .common import parse_size, parser, run_main, setup_logging
+from .common import check_output_path, checked, parse_size, parser, positive_int, run_main, setup_logging
 
 log = logging.getLogger("mstvsc-bench")
 
@@ -24,12 +24,6 @@ def _backends(text: str) -> list[str]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown backend {unknown[0]!r} (choose from {', '.join(CODEC_BACKENDS)})")
     return names
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(text)
 
 
 def default_backends(device: str) -> str:
@@ -47,10 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", type=_backends, default=None,
                    help="codec backends, comma-separated: onnx-int8, onnx (fp32), torch (default: all that run "
                         "on the device: onnx-int8 is CPU-only, torch where PyTorch is installed)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--threads", type=_positive, default=None, help="intra-op threads (default: each backend's)")
-    p.add_argument("--gops", type=_positive, default=5, help="timed GOPs per measurement, after one warm-up GOP")
-    p.add_argument("--runs", type=_positive, default=1,
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="where inference runs: cpu (default) or cuda (onnxruntime-gpu, or a CUDA build of PyTorch)")
+    p.add_argument("--threads", type=checked(positive_int), default=None,
+                   help="intra-op threads (default: each backend's)")
+    p.add_argument("--gops", type=checked(positive_int), default=5, help="timed GOPs per measurement, after one warm-up GOP")
+    p.add_argument("--runs", type=checked(positive_int), default=1,
                    help="repeat everything this many times and report the median and range (use 5 for figures "
                         "you publish: shared machines are noisy)")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -60,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    if args.json is not None and not args.json.parent.is_dir():
-        p.error(f"--json: no directory {str(args.json.parent)!r}")
+    check_output_path(p, "--json", args.json)
     setup_logging(args)
     backends = args.backend or _backends(default_backends(args.device))
 

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from ..runtime import (
     load_codec,
 )
 from ..wire import DEFAULT_SEED, WireError
+from ..wire.limits import MAX_FRAME_PIXELS
 
 USER_ERRORS = (MediaError, ModelError, EndpointError, ProbabilityError, WireError, ValueError, OSError)
 
@@ -75,8 +77,20 @@ def open_codec(args: argparse.Namespace, model: str | None = None) -> Codec:
 
 
 def add_seed_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=lambda s: int(s, 0), default=DEFAULT_SEED,
+    p.add_argument("--seed", type=checked(interleaving_seed), default=DEFAULT_SEED, metavar="S",
                    help=f"pre-shared 64-bit interleaving seed (default {DEFAULT_SEED:#x}); must match the peer")
+
+
+def interleaving_seed(text: str) -> int:
+    """``--seed``: an unsigned 64-bit integer, decimal or 0x hexadecimal, refused here rather than after the
+    model has loaded."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number (decimal, or hexadecimal as 0x...)") from None
+    if not 0 <= value < 1 << 64:
+        raise ValueError(f"{text!r} is not an unsigned 64-bit number (0 to {(1 << 64) - 1:#x})")
+    return value
 
 
 class ListModels(argparse.Action):
@@ -96,6 +110,14 @@ def parse_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size must be WxH, e.g. 640x480, got {text!r}") from None
     if w < 16 or h < 16 or w % 2 or h % 2:
         raise argparse.ArgumentTypeError(f"size must be even and at least 16x16, got {text!r}")
+    return w, h
+
+
+def parse_stream_size(text: str) -> tuple[int, int]:
+    """``--size`` of a stream: as :func:`parse_size`, and no larger than every receiver accepts."""
+    w, h = parse_size(text)
+    if w * h > MAX_FRAME_PIXELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is larger than receivers accept (at most 3840x2160 pixels)")
     return w, h
 
 
@@ -131,30 +153,67 @@ def checked(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+
+
 def positive_number(text: str) -> float:
-    value = float(text)
-    if not value > 0.0:  # also refuses nan
+    value = _float(text)
+    if not (value > 0.0 and math.isfinite(value)):  # also refuses nan and inf (leave the option out instead)
         raise ValueError(f"{text!r} is not a positive number")
     return value
 
 
 def non_negative_number(text: str) -> float:
-    value = float(text)
-    if not value >= 0.0:
+    value = _float(text)
+    if not (value >= 0.0 and math.isfinite(value)):
         raise ValueError(f"{text!r} is not a non-negative number")
     return value
 
 
+MAX_FPS = 1000.0  # far beyond any camera or file; the descriptor carries milli-frames per second in 32 bits
+
+
+def frame_rate(text: str) -> float:
+    value = positive_number(text)
+    if value > MAX_FPS:
+        raise ValueError(f"{text!r} frames per second is more than {MAX_FPS:g}")
+    return value
+
+
+def hop_limit(text: str) -> int:
+    """``--ttl``: an IP hop limit, 0 to 255 (0 keeps multicast on this host)."""
+    value = _int(text)
+    if not 0 <= value <= 255:
+        raise ValueError(f"{text!r} is not a hop limit from 0 to 255")
+    return value
+
+
 def positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 1:
         raise ValueError(f"{text!r} is not a positive whole number")
     return value
 
 
 def check_output_path(p: argparse.ArgumentParser, option: str, path: Path | None) -> None:
-    """Refuse, before anything runs for minutes, an output file whose folder does not exist."""
-    if path is not None and not path.parent.is_dir():
+    """Refuse, before anything runs for minutes, an output file whose folder does not exist or that is a
+    folder itself (found only when the results were written, and then lost)."""
+    if path is None:
+        return
+    if path.is_dir():
+        p.error(f"{option}: {str(path)!r} is a directory; name a file")
+    if not path.parent.is_dir():
         p.error(f"{option}: no directory {str(path.parent)!r}")
 
 

@@ -19,8 +19,9 @@ from .common import (
     add_seed_arg,
     check_output_path,
     checked,
+    input_location,
     open_codec,
-    parse_size,
+    parse_stream_size,
     parser,
     positive_int,
     run_main,
@@ -36,8 +37,8 @@ def _loss_rates(text: str) -> tuple[float, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = parser("mstvsc-demo", "Stream a clip sender -> loss relay -> receiver over loopback UDP at several "
                               "segment loss rates; record each run losslessly and score it.")
-    p.add_argument("--input", help="video file (default: the bundled sample clip)")
-    p.add_argument("--size", type=parse_size, default=(320, 240), metavar="WxH", help="frame size (default 320x240)")
+    p.add_argument("--input", metavar="PATH|sample", help="video file (default: sample, the bundled clip)")
+    p.add_argument("--size", type=parse_stream_size, default=(320, 240), metavar="WxH", help="frame size (default 320x240)")
     p.add_argument("--frames", type=checked(positive_int), metavar="N", help="use at most N frames")
     p.add_argument("--loss", type=checked(_loss_rates), default=(0.0, 0.3, 0.6, 0.9), metavar="P,P,...",
                    help="relay loss rates (default 0,0.3,0.6,0.9)")
@@ -79,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         codec = open_codec(args)
+        source = input_location(args.input) if args.input else sample_clip_path()
         config = DemoConfig(
-            input=args.input or sample_clip_path(), size=args.size, loss_rates=args.loss, out_dir=args.out,
+            input=source, size=args.size, loss_rates=args.loss, out_dir=args.out,
             seed=args.seed, loss_seed=args.loss_seed, max_frames=args.frames,
         )  # fmt: skip
         rows = run(run_demo(codec, config))

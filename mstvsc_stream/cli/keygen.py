@@ -26,11 +26,15 @@ def write_key_file(path: Path, key: bytes, force: bool = False) -> None:
 
     ``force`` writes a new file beside it and renames it over ``path``, so a symbolic link at ``path`` is
     replaced itself: the file it points to (perhaps not the user's) is never written."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; name the key file to write")
     target = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new") if force else path
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         raise ValueError(f"{path} exists; give --force to replace it") from None
+    except OSError as exc:
+        raise ValueError(f"cannot write key file {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w") as file:
             file.write(format_key(key))

@@ -146,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         _routes(args)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.stats_json is not None and not args.stats_json.parent.is_dir():
-        parser.error(f"--stats-json: no directory {str(args.stats_json.parent)!r}")
+    common.check_output_path(parser, "--stats-json", args.stats_json)
     common.setup_logging(args)
 
     def body() -> int:

@@ -26,9 +26,11 @@ from .common import (
     check_output_path,
     check_resolves,
     checked,
+    frame_rate,
+    hop_limit,
     input_location,
     open_codec,
-    parse_size,
+    parse_stream_size,
     parser,
     positive_int,
     positive_number,
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(77 frames)")
     p.add_argument("--to", required=True, type=checked(parse_endpoint), metavar="HOST:PORT",
                    help="receiver: IPv4, [IPv6]:port, host name or multicast group")
-    p.add_argument("--size", type=lambda text: AUTO if text == AUTO else parse_size(text), metavar="WxH|auto",
+    p.add_argument("--size", type=lambda text: AUTO if text == AUTO else parse_stream_size(text), metavar="WxH|auto",
                    help="frame size; auto (the default for a camera) picks the largest of "
                         f"{', '.join(f'{w}x{h}' for w, h in RESOLUTION_STEPS)} this machine encodes in real time "
                         "with headroom, timed before the stream starts (default for a file: its own size)")
@@ -69,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when encoding falls behind later on: drop whole GOPs (default), halve the frame rate "
                         "(framerate) or step down to a smaller shipped size (resolution); it steps back up once "
                         "the CPU has headroom again")
-    p.add_argument("--fps", type=checked(positive_number), metavar="F",
+    p.add_argument("--fps", type=checked(frame_rate), metavar="F",
                    help=f"frame rate (a file is resampled in time; camera default {CAMERA_FPS:g})")
     p.add_argument("--frames", type=checked(positive_int), metavar="N", help="stop after N frames")
     p.add_argument("--loop", action="store_true", help="play --input again from the start at its end")
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", type=Path, metavar="PATH",
                    help="authenticate and encrypt every datagram with this key (mstvsc-keygen writes one); "
                         "the receiver needs the same file")
-    p.add_argument("--ttl", type=int, default=1, metavar="N", help="multicast hop limit (default 1)")
+    p.add_argument("--ttl", type=checked(hop_limit), default=1, metavar="N", help="multicast hop limit (default 1)")
     p.add_argument("--iface", metavar="NAME", help="network interface for a multicast group")
     p.add_argument("--pacing", type=checked(_fraction), default=0.25, metavar="FRACTION",
                    help="spread each GOP's datagrams over this share of the GOP interval (default 0.25: short "

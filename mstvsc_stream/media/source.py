@@ -31,6 +31,13 @@ STDIN = "-"
 TIMESTAMP_SLACK = 0.1
 
 
+def _reason(error: BaseException) -> str:
+    """Why FFmpeg failed, in one line; its 'Immediate exit requested' means NETWORK_TIMEOUT_S ran out."""
+    if isinstance(error, av.ExitError):
+        return f"no answer for {NETWORK_TIMEOUT_S:g} s (timed out)"
+    return one_line(error)
+
+
 @runtime_checkable
 class FrameSource(Protocol):
     """Frames for the sender: iterate to get uint8 RGB ``[H, W, 3]`` arrays of ``size`` at ``fps``.
@@ -142,7 +149,7 @@ class FileSource:
             else:
                 container = av.open(self.location, timeout=NETWORK_TIMEOUT_S)
         except (av.FFmpegError, OSError, ValueError) as error:
-            raise MediaError(f"cannot open video {self.name}: {one_line(error)}") from error
+            raise MediaError(f"cannot open video {self.name}: {_reason(error)}") from error
         if not isinstance(container, InputContainer) or not container.streams.video:
             container.close()
             raise MediaError(f"{self.name} has no video stream")
@@ -157,7 +164,7 @@ class FileSource:
             for frame in self._retimed(decoded) if self._retime else decoded:
                 yield frame.to_ndarray(width=width, height=height, format="rgb24", interpolation=RESIZE_FILTER)
         except av.FFmpegError as error:
-            raise MediaError(f"{self.name}: decoding failed: {one_line(error)}") from error
+            raise MediaError(f"{self.name}: decoding failed: {_reason(error)}") from error
 
     def _retimed(self, frames: Iterable[av.VideoFrame]) -> Iterator[av.VideoFrame]:
         """Yields, for each slot ``k / fps`` of the output, the decoded frame nearest to it in time.

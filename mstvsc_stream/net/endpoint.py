@@ -52,7 +52,11 @@ def parse_endpoint(text: str) -> Endpoint:
         if not _is_ipv6(host):
             raise EndpointError(f"{text!r}: {host!r} in brackets is not an IPv6 address")
     elif ":" in host:
-        raise EndpointError(f"{text!r}: write an IPv6 address in brackets, e.g. [{host}]:{port_text}")
+        address = host.lstrip("[").rstrip("]")
+        if _is_ipv6(address) and port_text.isdigit():  # ::1:5000 or [::1:5000: address and port, unbracketed
+            raise EndpointError(f"{text!r}: write an IPv6 address in brackets, e.g. [{address}]:{port_text}")
+        raise EndpointError(f"{text!r} has no port: write an IPv6 address in brackets and a port, e.g. "
+                            f"[{body.lstrip('[').rstrip(']')}]:5000")
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise EndpointError(f"{text!r}: port {port_text!r} is not a number from 0 to 65535")
     return Endpoint(host, int(port_text))

@@ -238,6 +238,8 @@ class Receiver:
             ),
             "segments_late": b.segments_late,
             "segments_duplicate": b.segments_duplicate,
+            "segments_held": b.segments_held,
+            "segments_orphaned": b.segments_orphaned,
             "descriptors_received": b.descriptors_received,
             "descriptors_inferred": b.descriptors_inferred,
             "frames_out": playout.frames_out if playout is not None else 0,
