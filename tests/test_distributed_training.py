@@ -5,7 +5,6 @@ unfreeze the encoder."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import socket
 from pathlib import Path
@@ -18,11 +17,9 @@ import torch.multiprocessing as mp
 from mstvsc_stream.model.config import CONFIGS
 from mstvsc_stream.model.mstvsc import MSTVSC
 from mstvsc_stream.model.training import LossWeights, StageLoss
+from tool_modules import load_tool
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("train_tool", ROOT / "tools" / "train.py")
-train = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train)
+train = load_tool("train")
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="this torch build has no torch.distributed")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -12,9 +11,9 @@ import numpy as np
 import pytest
 
 from mstvsc_stream.media import Recorder
-from mstvsc_stream.model.data import ClipStore, DataError, GopSampler, animate_still, find_videos, vimeo_septuplets, decode_video
+from mstvsc_stream.model.data import ClipStore, DataError, GopSampler, animate_still, decode_video, find_videos, vimeo_septuplets
+from tool_modules import load_tool
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _clip(path: Path, frames: int = 12, size: tuple[int, int] = (160, 128)) -> Path:
@@ -76,9 +75,7 @@ def test_sampler_crops_and_stills() -> None:
 
 
 def test_train_tool_runs_and_resumes(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("train_tool", ROOT / "tools" / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = load_tool("train")
     _clip(tmp_path / "clip.mkv", frames=12, size=(128, 128))
     out = tmp_path / "run"
     common = ["--config", "tiny-test", "--data", str(tmp_path / "clip.mkv"), "--val", str(tmp_path / "clip.mkv"),
@@ -119,9 +116,7 @@ def test_init_from_another_rate_takes_every_fitting_tensor() -> None:
     from mstvsc_stream.model.config import CONFIGS
     from mstvsc_stream.model.mstvsc import MSTVSC
 
-    spec = importlib.util.spec_from_file_location("train_tool", ROOT / "tools" / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = load_tool("train")
     source = MSTVSC(CONFIGS["tiny-test"])
     wider = MSTVSC(dataclasses.replace(CONFIGS["tiny-test"], latent=8))
     skipped = train.load_fitting(wider, source.state_dict())
