@@ -203,11 +203,11 @@ class HandSender:
             segments = self.gops[counter % len(self.gops)]
             kept = len(segments) // 2 if self.lossy.is_set() else len(segments)
             descriptor = replace(self.first, gop_counter=counter, capture_time_us=int(time.time() * 1e6))
-            await link.send_paced(gop_datagrams(descriptor, segments, kept, copies=3), 0.0)
+            await link.send_paced(gop_datagrams(descriptor, segments, range(kept), copies=3), 0.0)
             counter += 1
             await asyncio.sleep(self.period)
         last = replace(self.first, gop_counter=counter, flags=FLAG_END_OF_INPUT)
-        await link.send_paced(gop_datagrams(last, self.gops[0], len(self.gops[0]), copies=3), 0.0)
+        await link.send_paced(gop_datagrams(last, self.gops[0], range(len(self.gops[0])), copies=3), 0.0)
         report = await receiving
         link.close()
         return report
