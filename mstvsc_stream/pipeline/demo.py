@@ -117,11 +117,15 @@ async def stream_through_relay(
     codec: Codec, config: DemoConfig, loss: float, recording: Path
 ) -> tuple[dict[str, object], dict[str, object], RelayStats]:
     """Streams the input once through a relay losing ``loss`` of the datagrams; both ends' reports and
-    the relay's counters."""
+    the relay's counters.
+
+    Open loop (no receiver reports): the table compares pictures at fixed loss rates, and a congestion
+    controller withholding segments would mix its own choices into every row.
+    """
     receiver = Receiver(
         codec,
         ReceiverConfig(LOOPBACK, seed=config.seed, record=recording, playout_margin_s=PLAYOUT_MARGIN_S,
-                       max_pending_gops=None),
+                       max_pending_gops=None, feedback=False),
     )  # fmt: skip
     impairment = Impairment(loss=BernoulliLoss(loss), seed=config.loss_seed)
     address = await receiver.start()
@@ -131,7 +135,7 @@ async def stream_through_relay(
         relay = await start_relay(LOOPBACK, address, impairment)
         source = FileSource(config.input, size=config.size)
         sender = Sender(codec, source, SenderConfig(relay.local_address, seed=config.seed, realtime=False,
-                                                    max_frames=config.max_frames))  # fmt: skip
+                                                    max_frames=config.max_frames, feedback=False))  # fmt: skip
         sent = await sender.run()
         # The receiver ends by itself at the end-of-input flag; if every copy was lost, end it once the
         # last datagrams have had time to arrive.
