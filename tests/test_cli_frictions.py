@@ -32,6 +32,17 @@ def test_a_record_format_without_a_recording_is_one_line() -> None:
     assert_one_line_error(cli("recv", "--listen", ":0", "--record-format", "nut"), "mstvsc-recv", "--record")
 
 
+def test_a_recording_in_a_folder_that_takes_no_files_is_refused_at_start(capsys) -> None:  # noqa: ANN001
+    """/proc/out.mkv was found only when the first frame was due; the run had listened for nothing."""
+    from mstvsc_stream.cli.recv import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--listen", ":0", "--record", "/proc/out.mkv"])
+    assert info.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "--record: cannot write in '/proc'" in line
+
+
 def _parse_error(module: str, argv: list[str], capsys) -> str:  # noqa: ANN001 - pytest's capsys
     """Parse ``argv`` with the command's own parser (in-process: fast); the one line it exits with."""
     parser = importlib.import_module(f"mstvsc_stream.cli.{module}").build_parser()

@@ -8,8 +8,10 @@ import asyncio
 import json
 import logging
 import math
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -207,14 +209,20 @@ def positive_int(text: str) -> int:
 
 
 def check_output_path(p: argparse.ArgumentParser, option: str, path: Path | None) -> None:
-    """Refuse, before anything runs for minutes, an output file whose folder does not exist or that is a
-    folder itself (found only when the results were written, and then lost)."""
+    """Refuse, before anything runs for minutes, an output file whose folder does not exist, cannot take
+    a file, or that is a folder itself (found only when the results were written, and then lost)."""
     if path is None:
         return
     if path.is_dir():
         p.error(f"{option}: {str(path)!r} is a directory; name a file")
     if not path.parent.is_dir():
         p.error(f"{option}: no directory {str(path.parent)!r}")
+    if path.exists() and not os.access(path, os.W_OK):
+        p.error(f"{option}: cannot write {str(path)!r}: permission denied")
+    try:  # root passes os.access on any folder, so try: an unnamed file, gone when closed (nothing left behind)
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as error:
+        p.error(f"{option}: cannot write in {str(path.parent)!r}: {error.strerror or error}")
 
 
 def input_location(text: str) -> str:
