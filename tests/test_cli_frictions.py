@@ -103,6 +103,16 @@ def test_bench_says_what_its_device_option_does() -> None:
     assert "where inference runs" in " ".join(build_parser().format_help().split())
 
 
+def test_bench_lists_the_models_like_every_codec_command(capsys) -> None:  # noqa: ANN001
+    """docs/usage.md says every codec command takes --list-models; mstvsc-bench refused it."""
+    from mstvsc_stream.cli.bench import build_parser
+    from mstvsc_stream.runtime import DEFAULT_MODEL
+
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["--list-models"])
+    assert info.value.code == 0 and DEFAULT_MODEL in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("module", "argv", "option"),
     [("recv", ["--listen", ":0", "--stats-json"], "--stats-json"),

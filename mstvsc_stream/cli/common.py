@@ -70,6 +70,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=checked(positive_int), default=None, metavar="N",
                    help="inference threads (default $MSTVSC_THREADS, else the usable CPUs; use 1 when a sender "
                         "and a receiver share a 2-core machine)")
+    add_list_models_arg(p)
+
+
+def add_list_models_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list-models", action=ListModels, nargs=0, help="show the shipped models and exit")
 
 
