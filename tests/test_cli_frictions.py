@@ -32,6 +32,17 @@ def test_a_record_format_without_a_recording_is_one_line() -> None:
     assert_one_line_error(cli("recv", "--listen", ":0", "--record-format", "nut"), "mstvsc-recv", "--record")
 
 
+def test_a_recording_in_a_folder_that_takes_no_files_is_refused_at_start(capsys) -> None:  # noqa: ANN001
+    """/proc/out.mkv was found only when the first frame was due; the run had listened for nothing."""
+    from mstvsc_stream.cli.recv import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--listen", ":0", "--record", "/proc/out.mkv"])
+    assert info.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "--record: cannot write in '/proc'" in line
+
+
 def _parse_error(module: str, argv: list[str], capsys) -> str:  # noqa: ANN001 - pytest's capsys
     """Parse ``argv`` with the command's own parser (in-process: fast); the one line it exits with."""
     parser = importlib.import_module(f"mstvsc_stream.cli.{module}").build_parser()
@@ -90,6 +101,16 @@ def test_bench_says_what_its_device_option_does() -> None:
     from mstvsc_stream.cli.bench import build_parser
 
     assert "where inference runs" in " ".join(build_parser().format_help().split())
+
+
+def test_bench_lists_the_models_like_every_codec_command(capsys) -> None:  # noqa: ANN001
+    """docs/usage.md says every codec command takes --list-models; mstvsc-bench refused it."""
+    from mstvsc_stream.cli.bench import build_parser
+    from mstvsc_stream.runtime import DEFAULT_MODEL
+
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["--list-models"])
+    assert info.value.code == 0 and DEFAULT_MODEL in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

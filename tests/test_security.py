@@ -33,6 +33,7 @@ from mstvsc_stream.net.opening import MAX_SESSIONS, REPLAY_WINDOW, DatagramOpene
 from mstvsc_stream.net.relay import Impairment, start_relay
 from mstvsc_stream.net.sources import SourcePolicy
 from mstvsc_stream.net.transport import DEFAULT_BURST_S, TIMER_SLACK_S, DatagramSender
+from mstvsc_stream.pipeline.keyhint import REFUSALS_BEFORE_HINT, KeyMismatchHint
 from mstvsc_stream.pipeline.receiver import Receiver, ReceiverConfig
 from mstvsc_stream.pipeline.sender import Sender, SenderConfig
 from mstvsc_stream.runtime.torch_backend import TorchCodec
@@ -291,10 +292,54 @@ def test_a_sealed_stream_plays_and_duplicates_count_as_replays(codec: TorchCodec
     assert report["gops_decoded"] == 4
 
 
-def test_a_sealed_stream_under_another_key_shows_nothing(codec: TorchCodec) -> None:
-    sender, report = stream_sealed(codec, OTHER_KEY, frames=8)
+def test_a_sealed_stream_under_another_key_shows_nothing(
+    codec: TorchCodec, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="mstvsc_stream.pipeline.keyhint"):
+        sender, report = stream_sealed(codec, OTHER_KEY, frames=8)
     assert report["frames_out"] == 0 and report["gops_received"] == 0
     assert report["invalid_by_reason"] == {"forged": report["datagrams"]}
+    hints = [r.getMessage() for r in caplog.records if r.name == "mstvsc_stream.pipeline.keyhint"]
+    assert len(hints) == 1 and "fails authentication: do both ends use the same --key-file?" in hints[0]
+
+
+def hint_lines(sealed: bool, datagrams: list[bytes], caplog: pytest.LogCaptureFixture, addr: tuple = ("10.0.0.9", 5000),
+               key: bytes | None = KEY) -> list[str]:
+    """What a receiver (with KEY if ``sealed``) warns about ``datagrams`` from one source."""
+    hint = KeyMismatchHint(sealed)
+    opener = DatagramOpener(key) if sealed and key is not None else None
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mstvsc_stream.pipeline.keyhint"):
+        for datagram in datagrams:
+            if opener is not None:
+                hint.opened(datagram, addr, opener.open(datagram) is not None)
+            else:
+                hint.plain(datagram, addr)
+    return [r.getMessage() for r in caplog.records]
+
+
+def sealed_gops(key: bytes, gops: int) -> list[bytes]:
+    fake, sealer = FakeSender(), Sealer(key, 0x1234)
+    return [sealer.seal(d) for counter in range(gops) for d in fake.gop(counter)]
+
+
+def test_a_key_mismatch_is_named_once_per_source_with_what_the_receiver_can_tell(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plain = [d for counter in range(2 * REFUSALS_BEFORE_HINT) for d in FakeSender().gop(counter)]
+    sealed = sealed_gops(OTHER_KEY, 2 * REFUSALS_BEFORE_HINT)
+    (line,) = hint_lines(True, sealed, caplog)
+    assert line == "every datagram from 10.0.0.9:5000 fails authentication: do both ends use the same --key-file?"
+    (line,) = hint_lines(True, plain, caplog)
+    assert "from 10.0.0.9:5000 is not sealed: this receiver has a --key-file, the sender has none" in line
+    (line,) = hint_lines(False, sealed, caplog)
+    assert "from 10.0.0.9:5000 looks sealed: this receiver has no --key-file" in line
+    assert hint_lines(False, plain, caplog) == []  # a plain stream to a plain receiver
+    assert hint_lines(True, sealed_gops(KEY, 2 * REFUSALS_BEFORE_HINT), caplog, key=KEY) == []
+    # a source that got in once is not misconfigured: later forgeries stay counted drops only
+    assert hint_lines(True, sealed_gops(KEY, 1) + sealed, caplog) == []
+    # a few stray datagrams are no misconfiguration
+    assert hint_lines(True, sealed[: REFUSALS_BEFORE_HINT - 1], caplog) == []
 
 
 def test_the_sender_never_exceeds_the_rate_cap_descriptors_and_sealing_included(

@@ -32,6 +32,27 @@ def test_policies_parse_and_hosts_match_any_port_and_mapped_addresses() -> None:
     assert not host.hears(("127.0.0.2", 1)) and SourcePolicy.parse("first").hears(("10.1.2.3", 9))
 
 
+@pytest.mark.parametrize(("listen", "accept"), [("::1", "10.0.0.1"), ("127.0.0.1", "::1"), ("0.0.0.0", "fe80::1")])
+def test_an_accepted_host_the_listening_socket_can_never_hear_is_refused(listen: str, accept: str) -> None:
+    with pytest.raises(ValueError, match=rf"--accept {accept}: a receiver listening on IPv. address {listen} never"):
+        SourcePolicy.parse(accept).check_listen(listen)
+
+
+@pytest.mark.parametrize(("listen", "accept"), [("::", "10.0.0.1"), ("", "::1"), ("127.0.0.1", "10.0.0.1"),
+                                                ("::1", "::1"), ("localhost", "10.0.0.1")])
+def test_an_accepted_host_of_a_family_the_socket_may_hear_passes(listen: str, accept: str) -> None:
+    SourcePolicy.parse(accept).check_listen(listen)
+    SourcePolicy.parse("first").check_listen(listen)
+
+
+def test_recv_refuses_an_unhearable_accept_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    from mstvsc_stream.cli.recv import main
+
+    assert main(["--listen", "[::1]:0", "--accept", "10.0.0.1"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--accept 10.0.0.1" in lines[0] and "IPv6" in lines[0], lines
+
+
 def test_a_host_that_does_not_resolve_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*_: object, **__: object) -> None:
         raise socket.gaierror(-2, "Name or service not known")

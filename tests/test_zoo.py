@@ -45,6 +45,12 @@ def test_unknown_model_is_one_line() -> None:
         find_model("nope")
 
 
+def test_a_folder_without_a_card_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(ModelError) as info:
+        find_model(str(tmp_path))
+    assert str(info.value) == f"not a model folder (no card.json): {tmp_path}"
+
+
 def test_default_model_quality_floor() -> None:
     codec = load_codec(DEFAULT_MODEL, backend="torch")
     frames = read_frames(sample_clip_path(), n=16, size=(320, 240))

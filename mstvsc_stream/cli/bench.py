@@ -14,7 +14,7 @@ from pathlib import Path
 from ..analysis.bench import CODEC_BACKENDS, combine_runs, format_table, machine_info, run_bench
 from ..runtime import DEFAULT_MODEL, DEVICES
 from ..runtime.onnx_graphs import SHIPPED_SIZES
-from .common import check_output_path, checked, parse_size, parser, positive_int, run_main, setup_logging
+from .common import add_list_models_arg, check_output_path, checked, parse_size, parser, positive_int, run_main, setup_logging
 
 log = logging.getLogger("mstvsc-bench")
 
@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=lambda text: [parse_size(s) for s in text.split(",")], default=SHIPPED_SIZES,
                    help=f"frame sizes WxH, comma-separated (default {SHIPPED_SIZES})")
     p.add_argument("--model", default=None, help=f"shipped model name or model folder (default {DEFAULT_MODEL})")
+    add_list_models_arg(p)
     p.add_argument("--backend", type=_backends, default=None,
                    help="codec backends, comma-separated: onnx-int8, onnx (fp32), torch (default: all that run "
-                        "on the device: onnx-int8 is CPU-only, torch where PyTorch is installed)")
+                        "on the device: onnx-int8 is CPU-only, torch where PyTorch is installed); the precision "
+                        "is in the name, so there is no --precision")
     p.add_argument("--device", choices=DEVICES, default="cpu",
                    help="where inference runs: cpu (default) or cuda (onnxruntime-gpu, or a CUDA build of PyTorch)")
     p.add_argument("--threads", type=checked(positive_int), default=None,

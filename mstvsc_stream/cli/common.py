@@ -8,8 +8,10 @@ import asyncio
 import json
 import logging
 import math
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -68,6 +70,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=checked(positive_int), default=None, metavar="N",
                    help="inference threads (default $MSTVSC_THREADS, else the usable CPUs; use 1 when a sender "
                         "and a receiver share a 2-core machine)")
+    add_list_models_arg(p)
+
+
+def add_list_models_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list-models", action=ListModels, nargs=0, help="show the shipped models and exit")
 
 
@@ -207,14 +213,20 @@ def positive_int(text: str) -> int:
 
 
 def check_output_path(p: argparse.ArgumentParser, option: str, path: Path | None) -> None:
-    """Refuse, before anything runs for minutes, an output file whose folder does not exist or that is a
-    folder itself (found only when the results were written, and then lost)."""
+    """Refuse, before anything runs for minutes, an output file whose folder does not exist, cannot take
+    a file, or that is a folder itself (found only when the results were written, and then lost)."""
     if path is None:
         return
     if path.is_dir():
         p.error(f"{option}: {str(path)!r} is a directory; name a file")
     if not path.parent.is_dir():
         p.error(f"{option}: no directory {str(path.parent)!r}")
+    if path.exists() and not os.access(path, os.W_OK):
+        p.error(f"{option}: cannot write {str(path)!r}: permission denied")
+    try:  # root passes os.access on any folder, so try: an unnamed file, gone when closed (nothing left behind)
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as error:
+        p.error(f"{option}: cannot write in {str(path.parent)!r}: {error.strerror or error}")
 
 
 def input_location(text: str) -> str:

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> ReceiverConfig:
+    accept = SourcePolicy.parse(args.accept, args.source_timeout)
+    accept.check_listen(args.listen.host)
     return ReceiverConfig(
         listen=args.listen,
         seed=args.seed,
@@ -104,7 +106,7 @@ def _config(args: argparse.Namespace) -> ReceiverConfig:
         status_interval_s=args.status_interval,
         key=None if args.key_file is None else read_key_file(args.key_file),
         feedback=args.feedback,
-        accept=SourcePolicy.parse(args.accept, args.source_timeout),
+        accept=accept,
         preview=args.http,
     )
 

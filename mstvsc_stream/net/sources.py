@@ -34,6 +34,14 @@ def _canonical_ip(host: str) -> str:
     return str(mapped or address)
 
 
+def _ip_version(host: str) -> int | None:
+    """4 or 6 for an address literal, None for a name or the empty (any) host."""
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).version
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class SourcePolicy:
     """``lock``: stay with the current sender until it is silent for ``silence_s``; ``hosts``: if set,
@@ -59,6 +67,19 @@ class SourcePolicy:
         except (OSError, UnicodeError) as exc:
             raise ValueError(f"--accept {text!r}: not any, first, or a host that resolves ({exc})") from None
         return cls(True, frozenset(_canonical_ip(info[4][0]) for info in infos), silence_s)
+
+    def check_listen(self, listen_host: str) -> None:
+        """Refuse (ValueError, one line) hosts a socket bound to ``listen_host`` can never hear: an IPv4
+        socket gets no IPv6 datagrams and an IPv6 one (other than the dual-stack ``::``) no IPv4 ones."""
+        family = _ip_version(listen_host)
+        if self.hosts is None or family is None or listen_host.split("%")[0] == "::":
+            return
+        if not any(_ip_version(host) == family for host in self.hosts):
+            raise ValueError(
+                f"--accept {', '.join(sorted(self.hosts))}: a receiver listening on IPv{family} address "
+                f"{listen_host} never hears it; listen on an IPv{6 if family == 4 else 4} address (or [::]) or "
+                f"accept an IPv{family} host"
+            )
 
     def hears(self, addr: Hashable) -> bool:
         """Whether datagrams from ``addr`` are considered at all."""

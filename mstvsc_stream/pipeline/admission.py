@@ -86,7 +86,7 @@ class StreamAdmission:
         if (descriptor.session_id, reason) not in self._logged and now - self._logged_at >= LOG_INTERVAL_S:
             _remember(self._logged, (descriptor.session_id, reason), None)
             self._logged_at = now
-            log.error("refusing the stream from %s: %s", _address(addr), message)
+            log.error("refusing the stream from %s: %s", source_address(addr), message)
         return reason
 
     def _problem(self, descriptor: SessionDescriptor) -> tuple[str, str] | None:
@@ -134,7 +134,8 @@ def _remember(memory: OrderedDict, key: Hashable, value: object) -> None:
         memory.popitem(last=False)
 
 
-def _address(addr: Hashable) -> str:
+def source_address(addr: Hashable) -> str:
+    """A datagram's source as HOST:PORT for log lines."""
     if isinstance(addr, tuple) and len(addr) >= 2:
         return str(Endpoint(str(addr[0]), int(addr[1])))
     return str(addr)

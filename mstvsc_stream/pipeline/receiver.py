@@ -41,6 +41,7 @@ from .admission import StreamAdmission
 from .advice import HELD, RECEIVER_ADVICE, ThrottledWarning
 from .closedloop import REPORT_INTERVAL_S, ReceiverReports
 from .decoding import GopDecoder, Outcome
+from .keyhint import KeyMismatchHint
 from .metrics import Timings, format_report
 from .playout import DecodedGop, Playout
 from .preview import PreviewServer
@@ -105,6 +106,7 @@ class Receiver:
         self._buffer = GopBuffer(playout_margin_s=config.playout_margin_s, sources=config.accept, guarded=True,
                                  learn_span=True)
         self._opener = DatagramOpener(config.key) if config.key is not None else None
+        self._key_hint = KeyMismatchHint(sealed=config.key is not None)
         self._admission = StreamAdmission(config.seed, self._decoder.models, codec.model_id)
         self._transport: DatagramReceiver | None = None
         self._playout: Playout | None = None
@@ -264,9 +266,12 @@ class Receiver:
         session_id = None
         if self._opener is not None:
             opened = self._opener.open(datagram)
+            self._key_hint.opened(datagram, addr, opened is not None)
             if opened is None:
                 return
             datagram, session_id = opened
+        else:
+            self._key_hint.plain(datagram, addr)
         if not self._admission.admit(datagram, addr, followed=addr == self._buffer.source):
             return
         self._deliver(self._buffer.push(datagram, addr, arrival, session_id))

@@ -91,6 +91,8 @@ def find_model(name_or_path: str | None = None) -> ModelCard:
     if not (folder / CARD).exists():
         folder = models_root() / name
     if not (folder / CARD).exists():
+        if Path(name).is_dir():  # a path, not a name: "unknown model" would send the user to the wrong list
+            raise ModelError(f"not a model folder (no {CARD}): {name}")
         known = ", ".join(card.name for card in list_models()) or "none"
         raise ModelError(f"unknown model {name!r} (shipped: {known})")
     card = read_card(folder)
