@@ -130,10 +130,11 @@ class SenderLoop:
             self._noticed_open_loop = True
             capped = self.cap_segments < descriptor.n_segments
             log.info("no receiver reports: open loop at the %s rate", "--kbps" if capped else "full")
-        self._sample(now, rate_for_segments(descriptor, count, overhead=self._overhead))
+        kbps = rate_for_segments(descriptor, count, overhead=self._overhead)
+        self._sample(now, kbps)
         self.withheld_by_cap += descriptor.n_segments - self.cap_segments
         self.withheld_by_controller += self.cap_segments - count
-        gop_bytes = rate_for_segments(descriptor, count, overhead=self._overhead) * 1000 / 8 * descriptor.gop_duration_s
+        gop_bytes = kbps * 1000 / 8 * descriptor.gop_duration_s
         self.ledger.planned(descriptor.gop_counter, count, gop_bytes / count)
         return count
 

@@ -275,8 +275,6 @@ class Receiver:
         if not self._admission.admit(datagram, addr, followed=addr == self._buffer.source):
             return
         self._deliver(self._buffer.push(datagram, addr, arrival, session_id))
-        if self._opener is not None and self._buffer.descriptor is not None:
-            self._opener.follow(self._buffer.descriptor.session_id)
         if addr == self._buffer.source:
             self._reports.segment(datagram, self._buffer.descriptor, session_id, arrival)
         self._announce()
@@ -288,6 +286,8 @@ class Receiver:
         if descriptor is None or (before is not None and descriptor.session_id == before.session_id):
             return
         self._announced = descriptor
+        if self._opener is not None:
+            self._opener.follow(descriptor.session_id)  # pin the new session's replay window
         source = self._buffer.source
         log.info(
             "receiving session %016x from %s: %dx%d @ %.2f fps, model %s, %d segments of %d B per GOP",
