@@ -35,11 +35,13 @@ class ThrottledWarning:
         self._interval_s = interval_s
         self._last: float | None = None
 
-    def warn(self, message: str) -> bool:
-        """Logs ``message`` unless a line went out less than ``interval_s`` ago; says whether it did."""
+    def warn(self, message: str | Callable[[], str]) -> bool:
+        """Logs ``message`` unless a line went out less than ``interval_s`` ago; says whether it did. A
+        callable is only called when the line goes out (the quoted percentiles cost work while the CPU is
+        already behind)."""
         now = self._clock()
         if self._last is not None and now - self._last < self._interval_s:
             return False
         self._last = now
-        self._log.warning("%s", message)
+        self._log.warning("%s", message() if callable(message) else message)
         return True

@@ -335,8 +335,9 @@ class Receiver:
             waiting[0].held = True
             self._holds += 1
             interval = work.gop.descriptor.gop_duration_s * 1000
-            self._behind.warn(f"{self._holds} GOPs {HELD} so far: decoding needs more than the {interval:.0f} ms "
-                              f"GOP interval (decode {self._decoder.decode_ms.summary()}); {RECEIVER_ADVICE}")
+            self._behind.warn(lambda: f"{self._holds} GOPs {HELD} so far: decoding needs more than the "
+                              f"{interval:.0f} ms GOP interval (decode {self._decoder.decode_ms.summary()}); "
+                              f"{RECEIVER_ADVICE}")
         self._queued.set()
 
     def _close_input(self, reason: str) -> None:

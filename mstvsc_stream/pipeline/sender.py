@@ -385,8 +385,8 @@ class Sender:
 
     def _warn_dropped(self) -> None:
         budget = self.policy.rung.budget_s * 1000
-        self._behind.warn(f"{self.stats.gops_dropped} GOPs {DROPPED} so far: the encoder needs more than the "
-                          f"{budget:.0f} ms GOP interval (encode {self.stats.encode_ms.summary()}); {SENDER_ADVICE}")
+        self._behind.warn(lambda: f"{self.stats.gops_dropped} GOPs {DROPPED} so far: the encoder needs more than "
+                          f"the {budget:.0f} ms GOP interval (encode {self.stats.encode_ms.summary()}); {SENDER_ADVICE}")
 
     def _labels_for(self, descriptor: SessionDescriptor) -> list[int]:
         """The per-GOP rate decision: how many segments go (``--kbps`` and the congestion controller, in
