@@ -19,7 +19,16 @@ from mstvsc_stream.model.config import CONFIGS
 from mstvsc_stream.model.mstvsc import MSTVSC
 from mstvsc_stream.net.eventloop import run
 from mstvsc_stream.net.transport import DatagramReceiver
-from mstvsc_stream.pipeline.adaptation import CPU, HEADROOM, LINK, AdaptationConfig, AdaptationPolicy, Rung, build_ladder
+from mstvsc_stream.pipeline.adaptation import (
+    CPU,
+    HEADROOM,
+    LINK,
+    AdaptationConfig,
+    AdaptationPolicy,
+    Rung,
+    build_ladder,
+    choose_size,
+)
 from mstvsc_stream.pipeline.admission import parse_descriptor
 from mstvsc_stream.pipeline.advice import DROPPED, ThrottledWarning
 from mstvsc_stream.pipeline.sender import Sender, SenderConfig
@@ -183,11 +192,14 @@ def test_throttled_warning_says_it_at_most_once_per_interval(caplog: pytest.LogC
 
 
 class SleepyCodec:
-    """Codes of the tiny test model's length, made in real time: ``seconds_per_megapixel`` while ``busy()``
-    (another process took the CPU), at once otherwise."""
+    """Codes of the tiny test model's length, made in real time: ``seconds_per_megapixel`` while another
+    process has the CPU, at once otherwise. ``busy(t)`` says whether it has, ``t`` seconds after the first GOP
+    of real frames; the blank GOPs of the sender's warm-up before it are slow only with ``slow_start``."""
 
-    def __init__(self, codec: TorchCodec, busy: Callable[[], bool], seconds_per_megapixel: float) -> None:
-        self._codec, self._busy, self._rate = codec, busy, seconds_per_megapixel
+    def __init__(self, codec: TorchCodec, busy: Callable[[float], bool], seconds_per_megapixel: float,
+                 slow_start: bool = False) -> None:
+        self._codec, self._busy, self._rate, self._slow_start = codec, busy, seconds_per_megapixel, slow_start
+        self._first_real: float | None = None
         self.model_id, self.gop = codec.model_id, codec.gop
 
     def latent_length(self, height: int, width: int) -> int:
@@ -195,7 +207,11 @@ class SleepyCodec:
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         t, h, w, _ = frames.shape
-        if self._busy():
+        busy = self._slow_start
+        if frames.any():
+            self._first_real = self._first_real or time.monotonic()
+            busy = self._busy(time.monotonic() - self._first_real)
+        if busy:
             time.sleep(self._rate * t * h * w / 1e6)
         return np.zeros(self.latent_length(h, w), np.int8)
 
@@ -230,8 +246,7 @@ def tiny() -> TorchCodec:
 
 @pytest.mark.timeout(60)
 def test_the_sender_halves_its_frame_rate_in_a_new_session_and_comes_back(tiny: TorchCodec) -> None:
-    started = time.monotonic()
-    codec = SleepyCodec(tiny, lambda: time.monotonic() - started < 1.5, seconds_per_megapixel=0.6)  # 0.18 s/GOP
+    codec = SleepyCodec(tiny, lambda t: t < 1.5, seconds_per_megapixel=0.6)  # 0.18 s/GOP for the first 1.5 s
     sessions, report = descriptors_of_a_stream(codec, (320, 240), "framerate", frames=120)
     assert [d.fps for d in sessions][:3] == [30.0, 15.0, 30.0]
     assert len({d.session_id for d in sessions}) == len(sessions)
@@ -241,11 +256,36 @@ def test_the_sender_halves_its_frame_rate_in_a_new_session_and_comes_back(tiny: 
 
 @pytest.mark.timeout(60)
 def test_the_sender_steps_down_to_a_smaller_size_in_a_new_session(tiny: TorchCodec) -> None:
-    codec = SleepyCodec(tiny, lambda: True, seconds_per_megapixel=0.6)  # 320x240: 0.18 s, 256x192: 0.12 s
+    codec = SleepyCodec(tiny, lambda t: True, seconds_per_megapixel=0.6)  # 320x240: 0.18 s from the first GOP on
     sessions, report = descriptors_of_a_stream(codec, (320, 240), "resolution", frames=60)
-    assert [(d.width, d.height) for d in sessions] == [(320, 240), (256, 192)]
+    assert [(d.width, d.height) for d in sessions] == [(320, 240), (256, 192)]  # 256x192: 0.12 s, in time
     assert sessions[1].n_elements == tiny.latent_length(192, 256)
     assert report["rung"] == "256x192 @ 30 fps" and report["gops_sent"] >= 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("degrade, first", [("framerate", (320, 240, 15.0)), ("resolution", (256, 192, 30.0))])
+def test_a_machine_too_slow_from_the_start_starts_at_the_rung_that_fits_and_drops_nothing(
+        tiny: TorchCodec, degrade: str, first: tuple, caplog: pytest.LogCaptureFixture) -> None:
+    # 320x240 @ 30 fps: 0.18 s of a 0.133 s budget, the warm-up included
+    codec = SleepyCodec(tiny, lambda t: True, seconds_per_megapixel=0.6, slow_start=True)
+    with caplog.at_level(logging.WARNING, logger="mstvsc_stream.pipeline.sender"):
+        sessions, report = descriptors_of_a_stream(codec, (320, 240), degrade, frames=48)
+    assert [(d.width, d.height, d.fps) for d in sessions] == [first]
+    assert report["gops_dropped"] == 0 and report["switches"] == 0 and report["seconds_degraded"] > 0
+    said = [r.getMessage() for r in caplog.records if "at start-up" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"{CPU}: encoding 320x240 @ 30 fps took 1")
+    assert f"starting at {report['rung']} (--degrade {degrade})" in said[0]
+
+
+def test_drop_mode_and_unmeasured_rungs_start_at_the_top() -> None:
+    clock = FakeClock()
+    slow = Rung(320, 240, 30, cost_s=0.5)
+    assert AdaptationPolicy([slow], clock=clock).start_where_it_fits() is None  # drop: one rung
+    unmeasured = AdaptationPolicy([Rung(320, 240, 30), Rung(320, 240, 15)], clock=clock)
+    assert unmeasured.start_where_it_fits() is None and unmeasured.level == 0
+    neither = AdaptationPolicy([slow, Rung(320, 240, 15, cost_s=0.5)], clock=clock)  # nothing fits: the last rung
+    assert neither.start_where_it_fits() is not None and neither.level == 1
 
 
 # --- mstvsc-send --camera N --size auto, a file standing in for the camera ---------------------------------
@@ -271,7 +311,7 @@ def test_send_camera_picks_the_largest_size_this_machine_encodes_in_time_and_say
     from mstvsc_stream.cli import send
 
     # 640x480: 0.31 s per GOP, over the 133 ms interval; 320x240: 77 ms, within 75 % of it (100 ms)
-    codec = SleepyCodec(tiny, lambda: True, seconds_per_megapixel=0.25)
+    codec = SleepyCodec(tiny, lambda t: True, seconds_per_megapixel=0.25, slow_start=True)
     monkeypatch.setattr(send, "CameraSource", FileCamera)
     monkeypatch.setattr(send, "open_codec", lambda args: codec)
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -325,9 +365,8 @@ def test_gops_take_every_other_frame_at_half_rate_and_never_mix_two_rates() -> N
 def test_the_receiver_follows_each_step_at_once_and_plays_every_frame_sent(tiny: TorchCodec, tmp_path) -> None:
     from mstvsc_stream.pipeline.receiver import Receiver, ReceiverConfig
 
-    started = time.monotonic()
-    # 128x96 at 6 s/MP: 295 ms per GOP while "busy" (the first 1.5 s), over the 133 ms interval; then at once
-    codec = SleepyCodec(tiny, lambda: time.monotonic() - started < 1.5, seconds_per_megapixel=6.0)
+    # 128x96 at 6 s/MP: 295 ms per GOP for the first 1.5 s, over the 133 ms interval; then at once
+    codec = SleepyCodec(tiny, lambda t: t < 1.5, seconds_per_megapixel=6.0)
     recording = tmp_path / "out.mkv"
 
     async def scenario() -> tuple[dict, dict]:
@@ -343,3 +382,17 @@ def test_the_receiver_follows_each_step_at_once_and_plays_every_frame_sent(tiny:
     assert sent["switches"] >= 2 and received["sessions"] >= 3
     assert received["frames_out"] == sent["frames_sent"] and received["gops_concealed"] == 0
     assert len(read_frames(recording)) == sent["frames_sent"]
+
+
+@pytest.mark.parametrize("rate, size, roomy, says", [
+    (0.25, (320, 240), True, "320x240, the largest size encoded within 75 % of the 133 ms GOP interval"),
+    (0.55, (256, 192), False, "256x192, the largest size encoded within the 133 ms GOP interval at 30 fps (per GOP: "
+                              "640x480 676 ms, 320x240 169 ms, 256x192 108 ms), though with less than 25 % headroom"),
+    (0.80, (256, 192), False, "256x192, the smallest shipped size, though even it takes more than the 133 ms GOP"),
+])
+def test_size_auto_prefers_headroom_then_real_time_then_the_smallest(rate: float, size: tuple, roomy: bool,
+                                                                     says: str) -> None:
+    clock = FakeClock()
+    chosen, reason, with_headroom = choose_size(SlowCodec(clock, rate, lambda now: 1.0), 30.0, clock=clock)
+    assert (chosen, with_headroom) == (size, roomy)
+    assert reason.startswith(says)

@@ -207,3 +207,27 @@ def test_the_sender_loop_sends_every_segment_at_the_ceiling_and_follows_a_lower_
     loop.controller._rate = target  # noqa: SLF001 - a target between two whole counts
     counts = [loop.segments_for(DESCRIPTOR, 0.2 + 0.01 * i) for i in range(20)]
     assert set(counts) == {5, 6} and sum(counts) == 110
+
+
+def test_the_rate_is_a_link_limit_only_after_the_link_pushed_back() -> None:
+    """A sender that steps up to a larger rung starts under its new ceiling; that is no sign the link cannot
+    carry it (the adaptation policy would step straight back down), until the controller backs off."""
+    controller = RateController(FLOOR, 60.0)  # a small rung's ceiling, where the rate is
+    t = 0.0
+    for _ in range(5):
+        t += REPORT_S
+        controller.on_feedback(t, Feedback(BASE_RTT_S, 750, 10, 0))
+    controller.rebound(FLOOR, CEILING, 1200)  # stepped up: probing from the old ceiling, nothing pushed back
+    assert controller.rate_kbps(t) == 60.0 and not controller.limited
+    for _ in range(3):  # a queue builds up: overuse
+        t += REPORT_S
+        controller.on_feedback(t, Feedback(BASE_RTT_S + 0.2, 750, 10, 0))
+    assert controller.decreases == 1 and controller.limited
+    while controller.rate_kbps(t) < CEILING and t < 60:  # the queue drains and the rate probes back up
+        t += REPORT_S
+        controller.on_feedback(t, Feedback(BASE_RTT_S, 750, 10, 0))
+    assert controller.rate_kbps(t) == CEILING and not controller.limited
+    controller.rebound(FLOOR, 2 * CEILING, 1200)
+    assert not controller.limited
+    controller.rate_kbps(t + 10)  # feedback stopped: the circuit breaker is a limit too
+    assert controller.tripped and controller.limited

@@ -8,6 +8,7 @@ its output, one clock since all runs on one host), encode and decode times, GOPs
     python tools/latency_report.py --size 320x240 --frames 300 --loss 0.3 --json latency.json
     python tools/latency_report.py --sender-cpus 0 --receiver-cpus 1 --pacing 0.1 --playout-ms 30
     python tools/latency_report.py --degrade framerate --load 10:15     # a CPU hog from 10 s to 25 s
+    python tools/latency_report.py --size auto --runs 5 --json runs.json  # median (range) of 5 runs
 
 Pause background work (training) while measuring: sender and receiver share this machine's cores.
 """
@@ -19,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,7 +115,8 @@ def measure(args: argparse.Namespace, folder: Path, hog: CpuHog | None = None) -
             hog.arm()
         subprocess.run([*command("send", args.sender_cpus), "--input", str(args.input), "--loop",
                         "--frames", str(args.frames), "--size", args.size, "--to", destination, "--stats-json",
-                        str(tx_json), *optional("--pacing", args.pacing), *optional("--degrade", args.degrade), "-q",
+                        str(tx_json), *optional("--pacing", args.pacing), *optional("--degrade", args.degrade),
+                        *optional("--fps", args.fps), "-q",
                         *model], check=True, timeout=TIMEOUT_S)  # fmt: skip
         receiver.wait(TIMEOUT_S)
     finally:
@@ -131,6 +134,9 @@ def main() -> None:
     parser.add_argument("--input", default=sample_clip_path(), help="video file (default: the sample clip)")
     parser.add_argument("--size", default="320x240", metavar="WxH")
     parser.add_argument("--frames", type=int, default=300, help="frames to send (the input loops)")
+    parser.add_argument("--fps", help="mstvsc-send --fps (default: the input's frame rate)")
+    parser.add_argument("--runs", type=int, default=1, help="repeat the measurement; more than one adds a "
+                                                            "summary of the median and range of each figure")
     parser.add_argument("--model", help="model name or folder (default: the shipped default)")
     parser.add_argument("--loss", type=float, default=0.0, help="put a relay losing this share in between")
     parser.add_argument("--json", type=Path, help="write both ends' counters here")
@@ -147,10 +153,22 @@ def main() -> None:
                         help="run --load-procs busy loops from START to START+SECONDS seconds after the sender starts")
     parser.add_argument("--load-procs", type=int, default=1, help="busy loops for --load (default 1)")
     args = parser.parse_args()
-    hog = None
-    if args.load:
-        start_s, seconds = (float(v) for v in args.load.split(":"))
-        hog = CpuHog(start_s, seconds, args.load_procs)
+    load = [float(v) for v in args.load.split(":")] if args.load else None
+    results = []
+    for run in range(args.runs):
+        hog = CpuHog(load[0], load[1], args.load_procs) if load else None
+        results.append(measure_once(args, hog))
+        if args.runs > 1:
+            print(f"--- run {run + 1} of {args.runs} done\n")
+    if args.runs > 1:
+        print(summary_text(results))
+    if args.json is not None:
+        args.json.write_text(json.dumps(results[0] if args.runs == 1 else {"runs": results, "summary": summarize(results)},
+                                        indent=2) + "\n")
+
+
+def measure_once(args: argparse.Namespace, hog: CpuHog | None) -> dict:
+    """One run, printed as it ends; returns both ends' counters with the load and the adaptation summary."""
     load_average = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         result = measure(args, Path(folder), hog)
@@ -159,7 +177,7 @@ def main() -> None:
     print(f"{args.size}, {args.frames} frames, loss {args.loss:g}, model {tx['model']} on {tx.get('backend', '?')}, "
           f"threads {args.threads}, pacing {args.pacing or 'default'}, "
           f"playout margin {args.playout_ms or 'default'} ms")
-    print(f"sender:   {tx['gops_sent']} GOPs sent, {tx['gops_dropped']} {DROPPED}, "
+    print(f"sender:   started at {tx['rung_first']}, {tx['gops_sent']} GOPs sent, {tx['gops_dropped']} {DROPPED}, "
           f"encode p50 {tx['encode_ms_p50']} p95 {tx['encode_ms_p95']} ms, {tx['stream_kbps']} kbps")
     print(f"receiver: {rx['frames_out']} frames out, {rx['gops_held']} GOPs {HELD}, "
           f"segment loss {rx['segment_loss_rate']}, decode p50 {rx['decode_ms_p50']} p95 {rx['decode_ms_p95']} ms")
@@ -174,8 +192,46 @@ def main() -> None:
                     + (f"back at {tx['rung_first']} {back} s after it ended" if back is not None else "not back by the end"))
         print(f"degrade {tx['degrade']}: {tx['switches']} switches, {tx['seconds_degraded']} s degraded{load}"
               + "".join(f"\n  {s['at_s']:7.2f} s  {s['reason']:<15} -> {s['to']}" for s in tx["switch_log"]))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+# (label, where in a run's result) of the figures the summary of several runs gives as median (range)
+SUMMARY_FIGURES = (
+    ("GOPs sent", lambda r: r["sender"]["gops_sent"]),
+    (f"GOPs {DROPPED}", lambda r: r["sender"]["gops_dropped"]),
+    (f"GOPs {HELD}", lambda r: r["receiver"]["gops_held"]),
+    ("frames out", lambda r: r["receiver"]["frames_out"]),
+    ("encode p50 ms", lambda r: r["sender"]["encode_ms_p50"]),
+    ("decode p50 ms", lambda r: r["receiver"]["decode_ms_p50"]),
+    ("latency p50 ms", lambda r: r["receiver"]["latency_ms_p50"]),
+    ("latency p95 ms", lambda r: r["receiver"]["latency_ms_p95"]),
+    ("switches", lambda r: r["sender"].get("switches")),
+    ("seconds degraded", lambda r: r["sender"].get("seconds_degraded")),
+    ("back after the load s", lambda r: (r.get("adaptation") or {}).get("back_after_load_s")),
+    ("load average before", lambda r: r["load_average_before"][0]),
+)
+
+
+def summarize(results: list[dict]) -> dict[str, dict]:
+    """Median, range and every value of each figure over the runs (a figure a run lacks is left out of it)."""
+    summary = {}
+    for label, pick in SUMMARY_FIGURES:
+        values = [pick(r) for r in results]
+        present = [v for v in values if v is not None]
+        if present:
+            summary[label] = {"median": statistics.median(present), "min": min(present), "max": max(present),
+                              "runs": values}
+    return summary
+
+
+def summary_text(results: list[dict]) -> str:
+    starts = sorted({r["sender"]["rung_first"] for r in results})
+    lines = [f"median (range) of {len(results)} runs; sender started at {', '.join(starts)}"]
+    for label, figure in summarize(results).items():
+        missing = len(results) - sum(v is not None for v in figure["runs"])
+        note = f"  ({missing} of {len(results)} runs without it)" if missing else ""
+        lines.append(f"  {label:<32} {figure['median']:g} ({figure['min']:g}-{figure['max']:g}){note}")
+    return "\n".join(lines)
 
 
 def summarize_adaptation(tx: dict, hog: CpuHog | None) -> dict[str, object]:

@@ -123,11 +123,11 @@ def _open_source(args: argparse.Namespace, codec: Codec) -> FrameSource:
 
 def _auto_size(codec: Codec, fps: float) -> tuple[int, int]:
     """``--size auto``: time the encoder before the stream starts; say which size it picked and why."""
-    size, reason, fits = choose_size(codec, fps, available=graphs_at_hand(codec))
-    if fits:
+    size, reason, roomy = choose_size(codec, fps, available=graphs_at_hand(codec))
+    if roomy:
         log.info("--size auto: %s", reason)
     else:
-        log.warning("--size auto: %s; GOPs will be dropped: %s", reason, SENDER_ADVICE)
+        log.warning("--size auto: %s; %s", reason, SENDER_ADVICE)
     return size
 
 

@@ -91,6 +91,7 @@ class RateController:
         self._last_feedback: float | None = None
         self._last_update: float | None = None
         self._tripped = False
+        self._limited = False
         self._srtt: float | None = None
         self._rtts: deque[tuple[float, float]] = deque()  # (time, rtt), increasing rtt: a sliding-window minimum
         self._queue_delay = 0.0
@@ -133,11 +134,18 @@ class RateController:
         """The rate to send at from ``now`` on; trips the circuit breaker when feedback has stopped."""
         silent = self._last_feedback is not None and now - self._last_feedback > self.feedback_timeout()
         if silent and not self._tripped:
-            self._tripped = True
+            self._tripped = self._limited = True
             self.trips += 1
             self._rate = self.floor_kbps
             self._near_kbps = None
         return self._rate
+
+    @property
+    def limited(self) -> bool:
+        """The rate is below the ceiling because of the link (a decrease or the circuit breaker), not because
+        it is still probing up from a lower ceiling: a sender that moved to a larger size or rate starts
+        below its new ceiling without any sign that the link cannot carry it."""
+        return self._limited and self._rate < self.ceiling_kbps
 
     @property
     def tripped(self) -> bool:
@@ -206,6 +214,7 @@ class RateController:
 
     def _decrease(self, now: float, target: float) -> None:
         self._rate = max(self.floor_kbps, min(self._rate, target))
+        self._limited = True
         self._hold_until = now + max(HOLD_S, 2 * (self._srtt or 0.0))
         self._near_kbps, self._near_at = self._rate / DECREASE_FACTOR, now
         self.decreases += 1
@@ -220,3 +229,4 @@ class RateController:
         else:
             self._rate *= (1 + PROBE_GROWTH_PER_S) ** step
         self._rate = min(self.ceiling_kbps, self._rate)
+        self._limited = self._limited and self._rate < self.ceiling_kbps  # back at the ceiling: no limit seen

@@ -138,6 +138,22 @@ class AdaptationPolicy:
         """Smoothed encode time over the current rung's budget (above 1: falling behind)."""
         return None if self._encode_s is None else self._encode_s / self.rung.budget_s
 
+    def start_where_it_fits(self) -> str | None:
+        """Before the first GOP: start at the best rung whose start-up cost (``Rung.cost_s``, measured by the
+        sender) fits its budget, so a machine already known to be too slow for the top rung does not drop
+        GOPs for the ``down_after_s`` the smoothed encode time needs to show it. Returns why (for the log)
+        when that is not the top rung; stepping up later works as after any step down."""
+        fits = (i for i, rung in enumerate(self.ladder) if rung.cost_s is None or rung.cost_s <= rung.budget_s)
+        level = next(fits, len(self.ladder) - 1)
+        if level == 0:
+            return None
+        top = self.ladder[0]
+        assert top.cost_s is not None
+        self.level = level
+        self._degraded_since = self.clock()
+        return (f"encoding {top.label} took {top.cost_s * 1000:.0f} ms per GOP at start-up, over its "
+                f"{top.budget_s * 1000:.0f} ms budget")
+
     def observe_encode(self, seconds: float) -> Switch | None:
         """One GOP took ``seconds`` to encode at the current rung; returns the switch to make, if any."""
         a = self.config.smoothing
@@ -250,10 +266,12 @@ def choose_size(codec: Codec, fps: float, candidates: Sequence[tuple[int, int]] 
                 available: Callable[[int, int], bool] = lambda w, h: True,
                 clock: Callable[[], float] = time.perf_counter) -> tuple[tuple[int, int], str, bool]:
     """``--size auto``: the largest of ``candidates`` (largest first) the encoder runs in real time with
-    headroom on this machine now, timed on blank GOPs before the session starts. Returns the size, the
-    reason (for the log) and whether it fits at all (else the smallest, and the stream will drop GOPs)."""
+    headroom on this machine now, timed on blank GOPs before the session starts; failing that, the largest
+    that runs in real time at all (said, with the advice for when it falls behind); failing that, the
+    smallest. Returns the size, the reason (for the log) and whether it comes with headroom."""
     budget = codec.gop / fps
-    tried = []
+    tried: list[str] = []
+    costs: dict[tuple[int, int], float] = {}
     sizes = [size for size in candidates if available(*size)] or list(candidates[-1:])
     for width, height in sizes:
         blank = np.zeros((codec.gop, height, width, 3), np.uint8)
@@ -263,12 +281,19 @@ def choose_size(codec: Codec, fps: float, candidates: Sequence[tuple[int, int]] 
             started = clock()
             codec.encode(blank)
             cost = max(cost, clock() - started)
+        costs[width, height] = cost
         tried.append(f"{width}x{height} {cost * 1000:.0f} ms")
         if cost <= AUTO_HEADROOM * budget:
             return (width, height), (f"{width}x{height}, the largest size encoded within {AUTO_HEADROOM * 100:.0f} % of "
                                      f"the {budget * 1000:.0f} ms GOP interval at {fps:g} fps here "
                                      f"(per GOP: {', '.join(tried)})"), True
+    interval = f"the {budget * 1000:.0f} ms GOP interval at {fps:g} fps (per GOP: {', '.join(tried)})"
+    in_time = [size for size in sizes if costs[size] <= budget]
+    if in_time:
+        width, height = in_time[0]
+        return (width, height), (f"{width}x{height}, the largest size encoded within {interval}, though with less "
+                                 f"than {100 - AUTO_HEADROOM * 100:.0f} % headroom: GOPs are dropped whenever the "
+                                 f"CPU gets busier"), False
     width, height = sizes[-1]
     return (width, height), (f"{width}x{height}, the smallest shipped size, though even it takes more than "
-                             f"{AUTO_HEADROOM * 100:.0f} % of the {budget * 1000:.0f} ms GOP interval at {fps:g} fps "
-                             f"(per GOP: {', '.join(tried)})"), False
+                             f"{interval}: GOPs will be dropped"), False

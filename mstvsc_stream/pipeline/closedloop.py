@@ -83,14 +83,16 @@ class SenderLoop:
         return self._controller
 
     def link_target(self) -> float | None:
-        """The controller's target rate for the adaptation policy; None (any rung fits) while open loop or
-        while the target is at this session's ceiling: the link then carries all of it and may carry a
-        larger rung too (if not, the controller backs off there and the policy steps down again)."""
+        """The controller's target rate for the adaptation policy; None (any rung fits) while open loop, or
+        while nothing the link did holds the target under this session's ceiling: at the ceiling the link
+        carries all of it and may carry a larger rung too, and after a step up the target is only still
+        probing up from the smaller rung's ceiling (if the link cannot carry the larger rung, the controller
+        backs off there and the policy steps down again)."""
         controller = self.controller
         if not self.enabled or not controller.engaged:
             return None
         rate = controller.rate_kbps(time.monotonic())
-        return None if rate >= controller.ceiling_kbps else rate
+        return rate if controller.limited else None
 
     def on_datagram(self, datagram: bytes, addr: tuple, arrival: float) -> None:
         """A datagram on the sending socket: a report, or something counted as refused."""

@@ -51,7 +51,7 @@ from ..wire import (
 )
 from ..wire.limits import stream_limit_problem
 from ..wire.sealing import SEAL_OVERHEAD, Sealer, sealed_payload_size
-from .adaptation import AdaptationConfig, AdaptationPolicy, Rung, Switch, build_ladder, graphs_at_hand
+from .adaptation import CPU, AdaptationConfig, AdaptationPolicy, Rung, Switch, build_ladder, graphs_at_hand
 from .advice import DEGRADED, DROPPED, SENDER_ADVICE, ThrottledWarning
 from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, sending_labels, stream_kbps
 from .closedloop import SenderLoop
@@ -65,6 +65,7 @@ CAPTURE_CLOSE_S = 5.0  # how long a sender that ends waits, off the event loop, 
 # GOPs waiting for the encoder before the oldest is dropped: one with --degrade drop (latency stays at one
 # encode); a few with framerate or resolution, so a lag is worked off by stepping down, not by dropping
 DEGRADE_BACKLOG = 3
+WARM_UP_TIMED_RUNS = 2  # timed encodes per rung size at start-up (with more than one rung)
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,10 @@ class Sender:
                 costs = await asyncio.get_running_loop().run_in_executor(encoder, self._warm_up)
                 self.policy.ladder = [replace(rung, cost_s=costs[rung.width, rung.height])
                                       for rung in self.policy.ladder]
+                if (why := self.policy.start_where_it_fits()) is not None:
+                    self._start_session(self.policy.rung)
+                    log.warning("%s: %s; starting at %s (--degrade %s)", CPU, why, self.policy.rung.label,
+                                cfg.degrade)
         except BaseException:
             # from run() on the source is ours, and the feed that would close it never opened
             self.source.close()
@@ -251,8 +256,8 @@ class Sender:
             encoder.shutdown(wait=False)
             raise
         log.info(
-            "sending %dx%d @ %.2f fps to %s: session %016x, model %s, %d of %d segments of %d B per GOP",
-            *self.source.size, self.source.fps, transport.destination.endpoint, self.descriptor.session_id,
+            "sending %s to %s: session %016x, model %s, %d of %d segments of %d B per GOP",
+            self.policy.rung.label, transport.destination.endpoint, self.descriptor.session_id,
             self.codec.model_id, self.segments_per_gop, self.packetizer.n_segments, self.packetizer.payload_size,
         )  # fmt: skip
         self._feed = feed = self._open_feed()
@@ -338,7 +343,8 @@ class Sender:
 
     def _warm_up(self) -> dict[tuple[int, int], float | None]:
         """Encodes a blank GOP at every size of the ladder (sessions open, buffers grow); with more than
-        one rung, a second encode per size measures what each costs (the policy's step-up prediction)."""
+        one rung, the quicker of two more encodes per size is what each costs (the policy's start rung and
+        step-up prediction; the quicker, since a stray preemption is no property of the rung)."""
         costs: dict[tuple[int, int], float | None] = {}
         for rung in self.policy.ladder:
             if (rung.width, rung.height) not in costs:
@@ -346,11 +352,14 @@ class Sender:
                 self.codec.encode(blank)
                 cost = None
                 if len(self.policy.ladder) > 1:
-                    started = time.perf_counter()
-                    self.codec.encode(blank)
-                    cost = time.perf_counter() - started
+                    cost = min(self._timed_encode(blank) for _ in range(WARM_UP_TIMED_RUNS))
                 costs[rung.width, rung.height] = cost
         return costs
+
+    def _timed_encode(self, frames: np.ndarray) -> float:
+        started = time.perf_counter()
+        self.codec.encode(frames)
+        return time.perf_counter() - started
 
     def _encode(self, frames: np.ndarray) -> list[bytes]:
         """Encoder thread: codes, interleaved and cut into segment payloads (frames scaled to the session's
