@@ -230,7 +230,8 @@ def summary_text(results: list[dict]) -> str:
     for label, figure in summarize(results).items():
         missing = len(results) - sum(v is not None for v in figure["runs"])
         note = f"  ({missing} of {len(results)} runs without it)" if missing else ""
-        lines.append(f"  {label:<32} {figure['median']:g} ({figure['min']:g}-{figure['max']:g}){note}")
+        median, low, high = (round(figure[k], 2) for k in ("median", "min", "max"))
+        lines.append(f"  {label:<32} {median:g} ({low:g}-{high:g}){note}")
     return "\n".join(lines)
 
 
