@@ -286,6 +286,12 @@ def test_drop_mode_and_unmeasured_rungs_start_at_the_top() -> None:
     assert unmeasured.start_where_it_fits() is None and unmeasured.level == 0
     neither = AdaptationPolicy([slow, Rung(320, 240, 15, cost_s=0.5)], clock=clock)  # nothing fits: the last rung
     assert neither.start_where_it_fits() is not None and neither.level == 1
+    # in time (0.12 s of 0.133 s), but not within the 75 % headroom a step up would need: the half rate
+    tight = AdaptationPolicy([Rung(320, 240, 30, cost_s=0.12), Rung(320, 240, 15, cost_s=0.12)], clock=clock)
+    assert tight.start_where_it_fits() == ("encoding 320x240 @ 30 fps took 120 ms per GOP at start-up, over 75% of "
+                                           "its 133 ms budget") and tight.level == 1
+    roomy = AdaptationPolicy([Rung(320, 240, 30, cost_s=0.09), Rung(320, 240, 15, cost_s=0.09)], clock=clock)
+    assert roomy.start_where_it_fits() is None and roomy.level == 0
 
 
 # --- mstvsc-send --camera N --size auto, a file standing in for the camera ---------------------------------
