@@ -20,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from mstvsc_stream.media import read_frames, sample_clip_path
 from mstvsc_stream.model.config import CONFIGS
 from mstvsc_stream.model.mstvsc import MSTVSC
+from mstvsc_stream.model.swin import Mlp, SwinBlock
 from mstvsc_stream.runtime import ModelError, find_model
 from mstvsc_stream.runtime import onnx_export
 from mstvsc_stream.runtime.onnx_backend import OnnxCodec
@@ -80,8 +81,35 @@ def test_int8_graphs_are_quantised_and_close(tiny, cache) -> None:
     limits = PARITY_LIMITS["int8"]
     assert 0 < parity.code_mismatch <= 1 - limits.code_agreement and parity.max_code_step <= limits.max_code_step
     assert parity.decoder_max_abs <= limits.decoder_max_abs
-    proto = onnx.load(cache_folder(card, SIZE, "int8") / "encoder-128x128.int8.onnx", load_external_data=False)
-    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in proto.graph.node}
+    for part in ("encoder", "decoder"):
+        proto = onnx.load(cache_folder(card, SIZE, "int8") / f"{part}-128x128.int8.onnx", load_external_data=False)
+        assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in proto.graph.node}
+        # every product with a weight is quantised, the tiles' shared weights included
+        weights = {tensor.name for tensor in proto.graph.initializer}
+        assert not [n.name for n in proto.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+        assert not [n.name for n in proto.graph.node if n.op_type == "Transpose" and n.input[0] in weights]
+
+
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("grid", [(1, 32, 48), (2, 20, 24)])  # the second pads (20 is no multiple of 8)
+def test_the_tiled_block_computes_what_the_block_does(shift: bool, heads: int, grid: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    block = SwinBlock(16, heads, (1, 8, 8), shift, Mlp(16, 4.0)).eval()
+    x = torch.randn(1, *grid, 16)
+    with torch.no_grad():
+        expected = block(x)
+        tiled = onnx_export.TiledBlock(block, budget=256)  # 4 windows of 64 tokens per tile
+        assert torch.allclose(tiled(x), expected, atol=1e-5)
+        block.attn = onnx_export.SplitProjectionAttention(block.attn)
+        assert torch.allclose(tiled(x), expected, atol=1e-5)
+
+
+def test_tiles_divide_the_windows_within_the_budget_and_the_cap() -> None:
+    assert onnx_export._tile_windows(640, 64, 2048) == 32  # 20 tiles of 32 windows
+    assert onnx_export._tile_windows(20, 64, 2048) == 20  # one tile
+    assert onnx_export._tile_windows(30, 64, 256) == 3  # 4 windows would not divide 30
+    assert onnx_export._tile_windows(5120, 64, 2048) == 5120 // onnx_export.MAX_TILES  # capped
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])

@@ -121,16 +121,80 @@ class SplitProjectionAttention(nn.Module):
         return self.original.proj(out)
 
 
+# Tokens per tile: the MLP's hidden activations of a 2,048-token tile of the first stage (0.75 MiB) and its
+# attention scores (0.5 MiB) stay in a 2 MiB L2 cache between operators. Measured on the 320x256 int8
+# graphs, one thread, interleaved, against the graphs before issue 15: 2,048-token tiles 1.43-1.46x,
+# 4,096 1.24-1.31x, 8,192 1.24-1.32x, untiled 1.19-1.22x (docs/models.md).
+TILE_TOKENS = 2048
+# Every tile is a copy of the block in the graph, and exporting takes longer than linearly in their number
+# (a 640x512 size: 3 min at 32 tiles per block, 5.5 min at 64), so larger grids get larger tiles.
+MAX_TILES = 32
+
+
+def _tile_windows(windows: int, tokens: int, budget: int) -> int:
+    """Windows per tile: the largest divisor of ``windows`` whose tile holds at most ``budget`` tokens."""
+    most = max(1, budget // tokens, -(-windows // MAX_TILES))
+    return max(d for d in range(1, min(windows, most) + 1) if windows % d == 0)
+
+
+class TiledBlock(nn.Module):
+    """:class:`~mstvsc_stream.model.swin.SwinBlock` as exported: the whole block in window order, a tile
+    of windows at a time.
+
+    Norms, projections, the MLP and the residual adds act on each token alone, so they may run in window
+    order as well as attention does: the grid is partitioned once, each tile of windows runs the whole
+    block, and the tiles are merged once. On the first stage every separate pass (bias add, softmax,
+    norm, GELU, dynamic quantisation) over the full tensors (8 MiB of tokens, 21 MiB of attention scores,
+    32 MiB of MLP activations at 320x256) went to memory; over a tile they stay in the L2 cache. The int8
+    graphs quantise each tile's activations with their own range (slightly closer to fp32). Grids that
+    need padding keep the block as it is (its padded tokens are zeros after the norm, not before).
+    """
+
+    def __init__(self, block: SwinBlock, budget: int) -> None:
+        super().__init__()
+        self.block, self.budget = block, budget
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        block = self.block
+        b, d, h, w, _ = x.shape
+        win, shifts = swin._effective(block.window, (d, h, w), block.shift)
+        if any((-n) % s for n, s in zip((d, h, w), win)):
+            return block(x)
+        mask = None
+        if any(shifts):
+            x = torch.roll(x, shifts=tuple(-s for s in shifts), dims=(1, 2, 3))
+            mask = swin._shift_mask((d, h, w), win, shifts).to(x.device)
+        windows = swin._partition(x, win)
+        per_batch, n = windows.shape[0] // b, windows.shape[1]
+        step = _tile_windows(per_batch, n, self.budget)
+        tiles = []
+        for start in range(0, windows.shape[0], step):
+            tile = windows[start : start + step]
+            tile_mask = None if mask is None else mask[start % per_batch : start % per_batch + step]
+            tile = tile + block.attn(block.norm1(tile), 1, win, tile_mask)
+            tiles.append(tile + block.ffn(block.norm2(tile)))
+        y = swin._merge(torch.cat(tiles) if len(tiles) > 1 else tiles[0], win, b, d, h, w)
+        return torch.roll(y, shifts=shifts, dims=(1, 2, 3)) if any(shifts) else y
+
+
 @contextlib.contextmanager
 def _export_layout(model: MSTVSC) -> Iterator[None]:
-    """Swaps every block's attention for :class:`SplitProjectionAttention` while exporting."""
+    """Swaps every block's attention for :class:`SplitProjectionAttention`, and every block for a
+    :class:`TiledBlock` around it, while exporting."""
     blocks = [m for m in model.modules() if isinstance(m, SwinBlock) and isinstance(m.attn, WindowAttention)]
     originals = [block.attn for block in blocks]
+    parents = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+               if isinstance(child, SwinBlock)]
     try:
         for block in blocks:
             block.attn = SplitProjectionAttention(block.attn)
+        if TILE_TOKENS:
+            for parent, name, child in parents:
+                setattr(parent, name, TiledBlock(child, TILE_TOKENS))
         yield
     finally:
+        for parent, name, child in parents:
+            setattr(parent, name, child)
         for block, attn in zip(blocks, originals):
             block.attn = attn
 
@@ -168,10 +232,26 @@ def _export_part(model: MSTVSC, part: str, padded: tuple[int, int]) -> onnx.Mode
         finally:
             _clear_swin_caches()
     proto = program.model_proto
+    _fold_transposed_weights(proto.graph)
     for node in proto.graph.node:  # source locations of the traced Python: half the file, no use at run time
         del node.metadata_props[:]
         node.doc_string = ""
     return proto
+
+
+def _fold_transposed_weights(graph: onnx.GraphProto) -> None:
+    """Replace ``Transpose(initializer)`` nodes by the transposed initializer. The exporter leaves them in
+    when a weight serves several matrix products (one per tile), and the quantiser only quantises a
+    product whose weight is an initializer."""
+    inits = {tensor.name: tensor for tensor in graph.initializer}
+    for node in [n for n in graph.node if n.op_type == "Transpose" and n.input[0] in inits]:
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        array = numpy_helper.to_array(inits[node.input[0]])
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array.transpose(perm)), node.output[0]))
+        graph.node.remove(node)
+    used = {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
+    for tensor in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(tensor)
 
 
 def _quantized(proto: onnx.ModelProto) -> onnx.ModelProto:
