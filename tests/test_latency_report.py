@@ -14,6 +14,7 @@ latency_report = load_tool("latency_report")
 
 def run_result(dropped: int, latency: float, back: float | None, load: float) -> dict:
     sender = {"gops_sent": 75 - dropped, "gops_dropped": dropped, "encode_ms_p50": 100.0, "rung_first": "320x240 @ 30 fps",
+              "rung_start": "320x240 @ 30 fps",
               "switches": 2, "seconds_degraded": 4.0}
     receiver = {"gops_held": 0, "frames_out": 300, "decode_ms_p50": 90.0, "latency_ms_p50": latency,
                 "latency_ms_p95": latency + 50}

@@ -177,7 +177,7 @@ def measure_once(args: argparse.Namespace, hog: CpuHog | None) -> dict:
     print(f"{args.size}, {args.frames} frames, loss {args.loss:g}, model {tx['model']} on {tx.get('backend', '?')}, "
           f"threads {args.threads}, pacing {args.pacing or 'default'}, "
           f"playout margin {args.playout_ms or 'default'} ms")
-    print(f"sender:   started at {tx['rung_first']}, {tx['gops_sent']} GOPs sent, {tx['gops_dropped']} {DROPPED}, "
+    print(f"sender:   started at {tx['rung_start']}, {tx['gops_sent']} GOPs sent, {tx['gops_dropped']} {DROPPED}, "
           f"encode p50 {tx['encode_ms_p50']} p95 {tx['encode_ms_p95']} ms, {tx['stream_kbps']} kbps")
     print(f"receiver: {rx['frames_out']} frames out, {rx['gops_held']} GOPs {HELD}, "
           f"segment loss {rx['segment_loss_rate']}, decode p50 {rx['decode_ms_p50']} p95 {rx['decode_ms_p95']} ms")
@@ -225,7 +225,7 @@ def summarize(results: list[dict]) -> dict[str, dict]:
 
 
 def summary_text(results: list[dict]) -> str:
-    starts = sorted({r["sender"]["rung_first"] for r in results})
+    starts = sorted({r["sender"]["rung_start"] for r in results})
     lines = [f"median (range) of {len(results)} runs; sender started at {', '.join(starts)}"]
     for label, figure in summarize(results).items():
         missing = len(results) - sum(v is not None for v in figure["runs"])

@@ -121,6 +121,7 @@ class AdaptationPolicy:
     _headroom: _Timer = field(default_factory=_Timer)
     _short_link: _Timer = field(default_factory=_Timer)
     _started: float = 0.0
+    _start_level: int = 0  # where the stream began (start_where_it_fits may skip the top rungs)
     _degraded_since: float | None = None
     _degraded_s: float = 0.0
 
@@ -152,7 +153,7 @@ class AdaptationPolicy:
             return None
         top = self.ladder[0]
         assert top.cost_s is not None
-        self.level = level
+        self.level = self._start_level = level
         self._degraded_since = self.clock()
         return (f"encoding {top.label} took {top.cost_s * 1000:.0f} ms per GOP at start-up, over "
                 f"{share:.0%} of its {top.budget_s * 1000:.0f} ms budget")
@@ -175,7 +176,7 @@ class AdaptationPolicy:
 
     def summary(self) -> dict[str, object]:
         """Counters for the sender's report."""
-        return {"rung": self.rung.label, "switches": len(self.switches), "seconds_degraded": round(self.degraded_s(), 2),
+        return {"rung": self.rung.label, "rung_start": self.ladder[self._start_level].label, "switches": len(self.switches), "seconds_degraded": round(self.degraded_s(), 2),
                 "switch_log": [{"at_s": round(s.at - self._started, 2), "to": s.to.label, "reason": s.reason}
                                for s in self.switches]}
 
@@ -265,6 +266,21 @@ AUTO_HEADROOM = 0.75  # --size auto: the encode time may fill at most this share
 AUTO_TIMED_RUNS = 2  # timed encodes per candidate after the one that opens its session; the slower counts
 
 
+def blank_gop_seconds(codec: Codec, width: int, height: int, runs: int,
+                      pick: Callable[[list[float]], float] = max,
+                      clock: Callable[[], float] = time.perf_counter) -> float | None:
+    """Seconds one blank GOP takes to encode at ``width x height``: one untimed encode first (it opens the
+    size's session and grows buffers), then ``pick`` of ``runs`` timed ones (None when ``runs`` is 0)."""
+    blank = np.zeros((codec.gop, height, width, 3), np.uint8)
+    codec.encode(blank)
+    times = []
+    for _ in range(runs):
+        started = clock()
+        codec.encode(blank)
+        times.append(clock() - started)
+    return pick(times) if times else None
+
+
 def choose_size(codec: Codec, fps: float, candidates: Sequence[tuple[int, int]] = RESOLUTION_STEPS,
                 available: Callable[[int, int], bool] = lambda w, h: True,
                 clock: Callable[[], float] = time.perf_counter) -> tuple[tuple[int, int], str, bool]:
@@ -274,17 +290,10 @@ def choose_size(codec: Codec, fps: float, candidates: Sequence[tuple[int, int]] 
     smallest. Returns the size, the reason (for the log) and whether it comes with headroom."""
     budget = codec.gop / fps
     tried: list[str] = []
-    costs: dict[tuple[int, int], float] = {}
+    costs: dict[tuple[int, int], float | None] = {}
     sizes = [size for size in candidates if available(*size)] or list(candidates[-1:])
     for width, height in sizes:
-        blank = np.zeros((codec.gop, height, width, 3), np.uint8)
-        codec.encode(blank)
-        cost = 0.0
-        for _ in range(AUTO_TIMED_RUNS):
-            started = clock()
-            codec.encode(blank)
-            cost = max(cost, clock() - started)
-        costs[width, height] = cost
+        cost = costs[width, height] = blank_gop_seconds(codec, width, height, AUTO_TIMED_RUNS, max, clock)
         tried.append(f"{width}x{height} {cost * 1000:.0f} ms")
         if cost <= AUTO_HEADROOM * budget:
             return (width, height), (f"{width}x{height}, the largest size encoded within {AUTO_HEADROOM * 100:.0f} % of "

@@ -17,7 +17,8 @@ import logging
 from collections import OrderedDict
 from collections.abc import Hashable
 
-from ..wire import DESCRIPTOR_FIXED_SIZE, DESCRIPTOR_LABEL, HEADER_SIZE
+from ..wire import DESCRIPTOR_FIXED_SIZE
+from ..wire.header import is_descriptor_datagram
 from ..wire.sealing import SEALED_MIN_SIZE
 from .admission import MAX_REMEMBERED, parse_descriptor, source_address
 
@@ -45,7 +46,6 @@ class KeyMismatchHint:
     def __init__(self, sealed: bool) -> None:
         self._sealed = sealed
         self._sources: OrderedDict[Hashable, _Source] = OrderedDict()
-        self.warned = 0
 
     def opened(self, datagram: bytes, addr: Hashable, accepted: bool) -> None:
         """A sealed receiver's datagram, and whether it authenticated."""
@@ -60,7 +60,7 @@ class KeyMismatchHint:
 
     def plain(self, datagram: bytes, addr: Hashable) -> None:
         """A plain receiver's datagram: descriptors tell whether the source's stream is sealed."""
-        if len(datagram) < HEADER_SIZE or int.from_bytes(datagram[1:HEADER_SIZE], "big") != DESCRIPTOR_LABEL:
+        if not is_descriptor_datagram(datagram):
             return
         source = self._source(addr)
         if source is None:
@@ -95,5 +95,4 @@ class KeyMismatchHint:
         else:
             message = (f"every datagram from {where} fails authentication: "
                        "do both ends use the same --key-file?")
-        self.warned += 1
         log.warning("%s", message)

@@ -51,7 +51,16 @@ from ..wire import (
 )
 from ..wire.limits import stream_limit_problem
 from ..wire.sealing import SEAL_OVERHEAD, Sealer, sealed_payload_size
-from .adaptation import CPU, AdaptationConfig, AdaptationPolicy, Rung, Switch, build_ladder, graphs_at_hand
+from .adaptation import (
+    CPU,
+    AdaptationConfig,
+    AdaptationPolicy,
+    Rung,
+    Switch,
+    blank_gop_seconds,
+    build_ladder,
+    graphs_at_hand,
+)
 from .advice import DEGRADED, DROPPED, SENDER_ADVICE, ThrottledWarning
 from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, sending_labels, stream_kbps
 from .closedloop import SenderLoop
@@ -345,21 +354,12 @@ class Sender:
         """Encodes a blank GOP at every size of the ladder (sessions open, buffers grow); with more than
         one rung, the quicker of two more encodes per size is what each costs (the policy's start rung and
         step-up prediction; the quicker, since a stray preemption is no property of the rung)."""
+        runs = WARM_UP_TIMED_RUNS if len(self.policy.ladder) > 1 else 0
         costs: dict[tuple[int, int], float | None] = {}
         for rung in self.policy.ladder:
             if (rung.width, rung.height) not in costs:
-                blank = np.zeros((self.codec.gop, rung.height, rung.width, 3), np.uint8)
-                self.codec.encode(blank)
-                cost = None
-                if len(self.policy.ladder) > 1:
-                    cost = min(self._timed_encode(blank) for _ in range(WARM_UP_TIMED_RUNS))
-                costs[rung.width, rung.height] = cost
+                costs[rung.width, rung.height] = blank_gop_seconds(self.codec, rung.width, rung.height, runs, min)
         return costs
-
-    def _timed_encode(self, frames: np.ndarray) -> float:
-        started = time.perf_counter()
-        self.codec.encode(frames)
-        return time.perf_counter() - started
 
     def _encode(self, frames: np.ndarray) -> list[bytes]:
         """Encoder thread: codes, interleaved and cut into segment payloads (frames scaled to the session's

@@ -45,3 +45,8 @@ class SegmentHeader:
             raise WireError("short", f"datagram of {len(datagram)} bytes has no {HEADER_SIZE}-byte header")
         gop, label = _HEADER.unpack_from(datagram)
         return cls(gop, label)
+
+
+def is_descriptor_datagram(datagram: bytes | bytearray | memoryview) -> bool:
+    """Whether a datagram carries the descriptor label, without building a header (per-datagram filters)."""
+    return len(datagram) >= HEADER_SIZE and _HEADER.unpack_from(datagram)[1] == DESCRIPTOR_LABEL
