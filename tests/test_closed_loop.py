@@ -43,3 +43,13 @@ def test_without_feedback_the_sender_stays_open_loop_and_the_queue_fills() -> No
     assert sender["feedback"] == "off" and receiver["reports_sent"] == 0 and sender["reports_received"] == 0
     assert sender["segments_withheld"] == 0 and relay["overflowed"] > 0
     assert relay["queue_delay_ms_p95"] > 150
+
+
+def test_a_datagram_too_short_for_a_header_from_the_followed_sender_is_no_segment() -> None:
+    from test_pipeline_units import DESCRIPTOR
+
+    from mstvsc_stream.pipeline.closedloop import ReceiverReports
+
+    reports = ReceiverReports(None)
+    reports.segment(b"\x01\x02", DESCRIPTOR, None, 1.0)  # raised WireError out of the receiver's datagram handler
+    assert reports.log.report(2.0, 0) is None  # nothing logged, so nothing to report

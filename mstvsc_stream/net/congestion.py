@@ -119,14 +119,6 @@ class RateController:
         """True once feedback has arrived: before that the sender is open loop."""
         return self._last_feedback is not None
 
-    @property
-    def srtt_s(self) -> float | None:
-        return self._srtt
-
-    @property
-    def queue_delay_s(self) -> float:
-        return self._queue_delay
-
     def feedback_timeout(self) -> float:
         return max(FEEDBACK_TIMEOUT_S, 4 * (self._srtt or 0.0))
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from ..net.congestion import RateController
 from ..net.feedback import ReceptionLog, ReportReader, ReportSealer, SendLedger
-from ..wire import DESCRIPTOR_COPIES, HEADER_SIZE, SegmentHeader, SessionDescriptor, new_session_id
+from ..wire import DESCRIPTOR_COPIES, HEADER_SIZE, SegmentHeader, SessionDescriptor, WireError, new_session_id
 from .batching import rate_for_segments, segments_within_rate
 from .metrics import Timings
 
@@ -210,7 +210,10 @@ class ReceiverReports:
         """A datagram the GOP buffer took from the followed sender (``session_id``: sealed streams')."""
         if descriptor is None or (session_id is not None and session_id != descriptor.session_id):
             return
-        header = SegmentHeader.parse(datagram)
+        try:
+            header = SegmentHeader.parse(datagram)
+        except WireError:
+            return  # too short for a header: the buffer counted it invalid
         if header.label >= descriptor.n_segments:
             return  # descriptors, and labels the buffer refused
         self.log.follow(descriptor.session_id, descriptor.gop_duration_s)
