@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -13,6 +14,7 @@ from mstvsc_stream.model.moe import MoE
 from mstvsc_stream.model.mstvsc import MSTVSC, Latents
 from mstvsc_stream.model.recovery import CommonRecovery, IndividualRecovery
 from mstvsc_stream.model.training import LossWeights, encoder_parameters, erase, set_stage, stage1_loss, stage2_loss
+from mstvsc_stream.model.widen import widen_latent
 from mstvsc_stream.runtime.torch_backend import TorchCodec
 
 TINY = CONFIGS["tiny-test"]
@@ -155,3 +157,37 @@ def test_aux_loss_averages_the_trained_moe_layers_only() -> None:
     assert torch.allclose(model.aux_loss(), expected)
     set_stage(model, 1)
     assert torch.allclose(model.aux_loss(), torch.stack([m.aux_loss for m in layers]).mean())
+
+
+def test_widened_latent_decodes_as_the_narrow_model() -> None:
+    """C = 96 starts from c48's weights: the widened model must give the narrow model's picture, with and
+    without losses, while its encoder already sends something on the new channels."""
+    torch.manual_seed(0)
+    narrow = MSTVSC(TINY).eval()
+    wide = MSTVSC(dataclasses.replace(TINY, latent=2 * TINY.latent)).eval()
+    widened = widen_latent(wide, narrow.state_dict())
+    assert "to_common.weight" in widened and "common_recovery.net.0.weight" in widened
+    frames = torch.rand(1, TINY.gop, 64, 64, 3)
+    c = TINY.latent
+
+    def erase_half(t: torch.Tensor) -> torch.Tensor:
+        return (torch.rand_like(t) > 0.5).float()
+
+    with torch.no_grad():
+        y_narrow, y_wide = narrow.encode(frames), wide.encode(frames)
+        assert torch.equal(y_wide.common[..., :c], y_narrow.common)
+        assert y_wide.individual[..., c:].abs().sum() > 0
+        parts = lambda y: (y.common, y.individual)  # noqa: E731
+        for lossy in (False, True):
+            got = Latents(*(erase_half(t) if lossy else torch.ones_like(t) for t in parts(y_narrow)))
+            got_wide = Latents(*(torch.cat([m, erase_half(t[..., c:])], -1) for m, t in zip(parts(got), parts(y_wide))))
+            picture = narrow.decode(Latents(*(y * m for y, m in zip(parts(y_narrow), parts(got)))), got)
+            picture_wide = wide.decode(Latents(*(y * m for y, m in zip(parts(y_wide), parts(got_wide)))), got_wide)
+            assert torch.allclose(picture, picture_wide, atol=1e-6)
+
+
+def test_widening_refuses_another_architecture() -> None:
+    narrow = MSTVSC(TINY)
+    other = MSTVSC(dataclasses.replace(TINY, latent=2 * TINY.latent, ind_width=24))
+    with pytest.raises(ValueError, match="cannot widen"):
+        widen_latent(other, narrow.state_dict())

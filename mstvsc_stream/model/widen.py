@@ -1,0 +1,99 @@
+"""Start a model with a wider latent (more channels C, a higher rate) from a narrower model's weights.
+
+Copying only the tensors whose shapes match would leave the latent projections and the recovery
+modules' inputs and outputs random: the wider model would start from a broken picture and spend its
+first training hours relearning what the narrow one knew. Instead every latent-facing tensor keeps the
+narrow model's weights on the channels both share (Net2WiderNet, Chen et al. 2016):
+
+* the encoder's projections (``to_common``, ``to_individual``) produce the old channels as before, plus
+  new ones from their usual random initialisation, so the new channels carry something to learn from;
+* everything that reads the latent (``from_common``, ``from_individual``, the first recovery layer,
+  which reads latent and mask side by side) reads the new channels through zero weights;
+* the recovery modules' last layer predicts the old channels as before and nothing for the new ones.
+
+So the widened model decodes exactly as the narrow one did, new channels sent but not yet read, and
+training teaches it to use them. Zero weights still get gradients (their inputs are not zero).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .mstvsc import MSTVSC
+
+_PRODUCERS = ("to_common.", "to_individual.")
+_READERS = ("from_common.", "from_individual.")
+_RECOVERY = ("common_recovery.net.", "individual_recovery.net.")
+
+
+def widen_latent(model: MSTVSC, narrow: dict[str, torch.Tensor]) -> list[str]:
+    """Load ``narrow`` (a state dict with a smaller latent) into ``model`` as described above.
+
+    Tensors whose shapes match are copied as they are. Returns the names loaded in part (widened).
+    Raises ``ValueError`` when a tensor differs in a way widening cannot explain (another architecture).
+    """
+    own = model.state_dict()
+    wide, slim = model.cfg.latent, _narrow_latent(narrow)
+    if slim > wide:
+        raise ValueError(f"cannot widen a latent of {slim} channels to {wide}")
+    recovery_layers = {p: _conv_indices(own, p) for p in _RECOVERY}
+    loaded, widened = {}, []
+    for name, old in narrow.items():
+        if name not in own:
+            continue
+        new = own[name]
+        if new.shape == old.shape:
+            loaded[name] = old
+            continue
+        if new.dim() != old.dim():
+            raise ValueError(f"{name}: {tuple(old.shape)} cannot widen to {tuple(new.shape)}")
+        out = new.clone() if name.startswith(_PRODUCERS) else torch.zeros_like(new)
+        rows, cols = _row_map(name, slim, recovery_layers), _col_map(name, slim, wide, recovery_layers)
+        try:
+            for new_rows, old_rows in rows:
+                for new_cols, old_cols in cols:
+                    where_new, where_old = (new_rows, new_cols)[:old.dim()], (old_rows, old_cols)[:old.dim()]
+                    if out[where_new].shape != old[where_old].shape:
+                        raise RuntimeError
+                    out[where_new] = old[where_old]
+        except (RuntimeError, IndexError):
+            raise ValueError(f"{name}: {tuple(old.shape)} cannot widen to {tuple(new.shape)}") from None
+        loaded[name] = out
+        widened.append(name)
+    model.load_state_dict(loaded, strict=False)
+    return sorted(widened)
+
+
+def _narrow_latent(state: dict[str, torch.Tensor]) -> int:
+    return state["to_common.weight"].shape[0]
+
+
+def _conv_indices(own: dict[str, torch.Tensor], prefix: str) -> tuple[int, int]:
+    """(first, last) layer index of a recovery conv stack."""
+    idx = sorted({int(k[len(prefix):].split(".")[0]) for k in own if k.startswith(prefix)})
+    return idx[0], idx[-1]
+
+
+def _layer(name: str, recovery_layers: dict[str, tuple[int, int]]) -> tuple[bool, bool]:
+    """(reads the latent, writes the latent) for a tensor name."""
+    for prefix, (first, last) in recovery_layers.items():
+        if name.startswith(prefix):
+            i = int(name[len(prefix):].split(".")[0])
+            return i == first, i == last
+    return name.startswith(_READERS), name.startswith(_PRODUCERS)
+
+
+def _row_map(name: str, slim: int, recovery_layers) -> list[tuple[slice, slice]]:
+    """Output rows: latent producers keep their first ``slim`` rows; others are unchanged."""
+    writes = _layer(name, recovery_layers)[1]
+    return [(slice(0, slim), slice(0, slim))] if writes else [(slice(None), slice(None))]
+
+
+def _col_map(name: str, slim: int, wide: int, recovery_layers) -> list[tuple[slice, slice]]:
+    """Input columns: latent readers keep their first ``slim``; the recovery's first layer reads
+    ``[latent, mask]``, so each half keeps its first ``slim``."""
+    if name.endswith(".bias") or not _layer(name, recovery_layers)[0]:
+        return [(slice(None), slice(None))]
+    if name.startswith(_RECOVERY):
+        return [(slice(0, slim), slice(0, slim)), (slice(wide, wide + slim), slice(slim, 2 * slim))]
+    return [(slice(0, slim), slice(0, slim))]
