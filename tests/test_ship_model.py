@@ -71,6 +71,8 @@ def test_a_model_trained_on_from_shipped_weights_carries_its_history(tmp_path: P
 def test_runs_between_the_shipped_model_and_the_checkpoint_are_phases_too(
         tmp_path: Path, shipped_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The C = 96 model's history: shipped c48, an unshipped run from it, then the widened run."""
+    earlier = json.loads((shipped_root / "earlier" / "card.json").read_text())
+    (shipped_root / "earlier" / "card.json").write_text(json.dumps({**earlier, "config": {"latent": 2}}))
     write_run(tmp_path / "between", 10, 10, 360.0, "last.pt")
     checkpoint = write_run(tmp_path / "wider", 30, 20, 36.0, "best.pt")
     ship(monkeypatch, "--checkpoint", str(checkpoint), "--name", "later", "--continues", "earlier",
@@ -81,7 +83,8 @@ def test_runs_between_the_shipped_model_and_the_checkpoint_are_phases_too(
     assert training["hours"] == pytest.approx(3.78 + 1.0 + 0.3)
     assert training["phases"][1:] == ["then 10 steps (10 stage I, rest stage II), 1.00 h from its weights: "
                                       "between (a run, not shipped)",
-                                      "then 30 steps (20 stage I, rest stage II), 0.30 h from its weights"]
+                                      "then 30 steps (20 stage I, rest stage II), 0.30 h from its weights, "
+                                      "widened to C = 4"]
     (also,) = card["quality_also"].values()
     assert also["size"] == "96x64" and [row["loss"] for row in also["rows"]] == [0.0]
     kbps = list(card["kbps_by_size"].values())

@@ -13,10 +13,11 @@ from mstvsc_stream.runtime import DEFAULT_MODEL, ModelError, find_model, list_mo
 from mstvsc_stream.runtime.zoo import file_sha256
 from mstvsc_stream.wire import DEFAULT_SEED
 
-# mstvsc-small-c48@313ff803 measured 22.60 dB (0 loss) and 17.76 dB (0.9 loss) on the sample clip (a
-# validation clip, never trained on), 320x240, first 16 frames, through the wire path; the floors sit
-# 1.5 dB below, so random or broken weights (about 10-15 dB) fail. Re-measure when the weights change.
-QUALITY_FLOOR_DB = {0.0: 21.1, 0.9: 16.2}
+# On the sample clip (a validation clip, never trained on), 320x240, first 16 frames, through the wire
+# path, mstvsc-small-c48@313ff803 measured 22.60 dB (0 loss) and 17.76 dB (0.9 loss), mstvsc-small@431930d4
+# 22.91 and 17.77; the floors sit 1.5 dB below, so random or broken weights (about 10-15 dB) fail.
+# Re-measure when the weights change.
+QUALITY_FLOOR_DB = {DEFAULT_MODEL: {0.0: 21.1, 0.9: 16.2}, "mstvsc-small": {0.0: 21.4, 0.9: 16.2}}
 
 
 def test_every_card_matches_its_weights_and_graphs() -> None:
@@ -51,11 +52,13 @@ def test_a_folder_without_a_card_is_named_as_such(tmp_path: Path) -> None:
     assert str(info.value) == f"not a model folder (no card.json): {tmp_path}"
 
 
-def test_default_model_quality_floor() -> None:
-    codec = load_codec(DEFAULT_MODEL, backend="torch")
+@pytest.mark.parametrize("model", list(QUALITY_FLOOR_DB))
+def test_shipped_model_quality_floor(model: str) -> None:
+    floors = QUALITY_FLOOR_DB[model]
+    codec = load_codec(model, backend="torch")
     frames = read_frames(sample_clip_path(), n=16, size=(320, 240))
-    rows = evaluate(codec, frames, 30.0, EvalConfig(list(QUALITY_FLOOR_DB), DEFAULT_SEED))
+    rows = evaluate(codec, frames, 30.0, EvalConfig(list(floors), DEFAULT_SEED))
     for row in rows:
-        assert row.psnr >= QUALITY_FLOOR_DB[row.loss], f"{row.loss:g} loss: {row.psnr:.2f} dB under the floor"
+        assert row.psnr >= floors[row.loss], f"{model}, {row.loss:g} loss: {row.psnr:.2f} dB under the floor"
     assert rows[0].psnr > rows[1].psnr
     assert 0.8 < rows[1].measured_loss <= 1.0 and rows[0].measured_loss == 0
