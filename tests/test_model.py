@@ -159,6 +159,10 @@ def test_aux_loss_averages_the_trained_moe_layers_only() -> None:
     assert torch.allclose(model.aux_loss(), torch.stack([m.aux_loss for m in layers]).mean())
 
 
+def parts(y: Latents) -> tuple[torch.Tensor, torch.Tensor]:
+    return y.common, y.individual
+
+
 def test_widened_latent_decodes_as_the_narrow_model() -> None:
     """C = 96 starts from c48's weights: the widened model must give the narrow model's picture, with and
     without losses, while its encoder already sends something on the new channels."""
@@ -177,7 +181,6 @@ def test_widened_latent_decodes_as_the_narrow_model() -> None:
         y_narrow, y_wide = narrow.encode(frames), wide.encode(frames)
         assert torch.equal(y_wide.common[..., :c], y_narrow.common)
         assert y_wide.individual[..., c:].abs().sum() > 0
-        parts = lambda y: (y.common, y.individual)  # noqa: E731
         for lossy in (False, True):
             got = Latents(*(erase_half(t) if lossy else torch.ones_like(t) for t in parts(y_narrow)))
             got_wide = Latents(*(torch.cat([m, erase_half(t[..., c:])], -1) for m, t in zip(parts(got), parts(y_wide))))

@@ -114,7 +114,7 @@ def kbps_by_size(codec: TorchCodec, fps: float = 30.0) -> dict[str, float]:
     """The whole stream's application kbps (payloads, headers, descriptor copies) at common sizes."""
     rates = {}
     for size in CARD_SIZES:
-        width, height = (int(v) for v in size.split("x"))
+        width, height = parse_size(size)
         rates[size] = round(stream_kbps(codec, height, width, fps, None, DEFAULT_SEED), 1)
     return rates
 

@@ -49,15 +49,12 @@ def widen_latent(model: MSTVSC, narrow: dict[str, torch.Tensor]) -> list[str]:
             raise ValueError(f"{name}: {tuple(old.shape)} cannot widen to {tuple(new.shape)}")
         out = new.clone() if name.startswith(_PRODUCERS) else torch.zeros_like(new)
         rows, cols = _row_map(name, slim, recovery_layers), _col_map(name, slim, wide, recovery_layers)
-        try:
-            for new_rows, old_rows in rows:
-                for new_cols, old_cols in cols:
-                    where_new, where_old = (new_rows, new_cols)[:old.dim()], (old_rows, old_cols)[:old.dim()]
-                    if out[where_new].shape != old[where_old].shape:
-                        raise RuntimeError
-                    out[where_new] = old[where_old]
-        except (RuntimeError, IndexError):
-            raise ValueError(f"{name}: {tuple(old.shape)} cannot widen to {tuple(new.shape)}") from None
+        for new_rows, old_rows in rows:
+            for new_cols, old_cols in cols:
+                where_new, where_old = (new_rows, new_cols)[:old.dim()], (old_rows, old_cols)[:old.dim()]
+                if out[where_new].shape != old[where_old].shape:
+                    raise ValueError(f"{name}: {tuple(old.shape)} cannot widen to {tuple(new.shape)}")
+                out[where_new] = old[where_old]
         loaded[name] = out
         widened.append(name)
     model.load_state_dict(loaded, strict=False)
