@@ -176,7 +176,9 @@ class AdaptationPolicy:
 
     def summary(self) -> dict[str, object]:
         """Counters for the sender's report."""
-        return {"rung": self.rung.label, "rung_start": self.ladder[self._start_level].label, "switches": len(self.switches), "seconds_degraded": round(self.degraded_s(), 2),
+        return {"rung_first": self.ladder[0].label, "rung": self.rung.label,
+                "rung_start": self.ladder[self._start_level].label, "switches": len(self.switches),
+                "seconds_degraded": round(self.degraded_s(), 2),
                 "switch_log": [{"at_s": round(s.at - self._started, 2), "to": s.to.label, "reason": s.reason}
                                for s in self.switches]}
 

@@ -240,7 +240,6 @@ class Sender:
             "encode_ms_p95": stats.encode_ms.percentile(95),
             "degrade": self.config.degrade,
             "started_at": round(self._started_at, 3),
-            "rung_first": self.policy.ladder[0].label,
             **self.policy.summary(),
             **self.loop.report(),
         }

@@ -188,9 +188,8 @@ def _export_layout(model: MSTVSC) -> Iterator[None]:
     try:
         for block in blocks:
             block.attn = SplitProjectionAttention(block.attn)
-        if TILE_TOKENS:
-            for parent, name, child in parents:
-                setattr(parent, name, TiledBlock(child, TILE_TOKENS))
+        for parent, name, child in parents:
+            setattr(parent, name, TiledBlock(child, TILE_TOKENS))
         yield
     finally:
         for parent, name, child in parents:
