@@ -29,6 +29,7 @@ from mstvsc_stream.media import FileSource, sample_clip_path
 from mstvsc_stream.net.eventloop import run
 from mstvsc_stream.net.gopbuffer import GopBufferStats
 from mstvsc_stream.net.loss import BernoulliLoss
+from mstvsc_stream.net.ratelimit import RateLimiter
 from mstvsc_stream.net.opening import MAX_SESSIONS, REPLAY_WINDOW, DatagramOpener, ReplayWindow
 from mstvsc_stream.net.relay import Impairment, start_relay
 from mstvsc_stream.net.sources import SourcePolicy
@@ -346,20 +347,33 @@ def test_the_sender_never_exceeds_the_rate_cap_descriptors_and_sealing_included(
     codec: TorchCodec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every datagram the capped sender hands the kernel, descriptor copies and end flags included, fits
-    the token bucket: over any stretch of sends, bytes <= rate * (time + burst + timer slack)."""
-    sent: list[tuple[float, int]] = []
-    transmit = DatagramSender._transmit  # noqa: SLF001 - the moment a datagram leaves is what the cap is about
+    the token bucket: over any stretch of sends, bytes <= rate * (time + burst + timer slack).
 
-    def recording(self: DatagramSender, data: bytes) -> None:
+    Times are the limiter's own bookings (the moment the sender judged a datagram conforming), not a
+    clock read after it: a preemption between the two would shorten a measured stretch and fail a
+    conforming sender on a busy machine."""
+    booked: dict[int, list[tuple[float, int]]] = {}
+    handed: list[tuple[int, int]] = []  # (limiter, size) of each datagram the capped sender transmits
+    book, transmit = RateLimiter.book, DatagramSender._transmit  # noqa: SLF001 - what the cap is about
+
+    def booking(self: RateLimiter, size: int, start: float) -> None:
+        booked.setdefault(id(self), []).append((start, size))
+        book(self, size, start)
+
+    def recording(self: DatagramSender, data: bytes) -> bool:
         if self._limiter is not None:  # noqa: SLF001 - the capped sender, not the relay's
-            sent.append((time.monotonic(), len(data)))
-        transmit(self, data)
+            handed.append((id(self._limiter), len(data)))  # noqa: SLF001
+        return transmit(self, data)
 
+    monkeypatch.setattr(RateLimiter, "book", booking)
     monkeypatch.setattr(DatagramSender, "_transmit", recording)
     kbps = 30.0
     sender, report = stream_sealed(codec, KEY, frames=16, kbps=kbps)
     assert 0 < sender.segments_per_gop < sender.packetizer.n_segments
-    assert report["frames_out"] == 16 and len(sent) == sender.report()["datagrams"]
+    assert report["frames_out"] == 16 and len(handed) == sender.report()["datagrams"]
+    (limiter,) = {owner for owner, _ in handed}
+    sent = booked[limiter]
+    assert [size for _, size in sent] == [size for _, size in handed]  # each datagram sent was booked first
     rate = kbps * 1000 / 8
     for i, (began, _) in enumerate(sent):
         total = 0
