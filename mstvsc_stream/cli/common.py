@@ -34,7 +34,7 @@ from ..runtime import (
     load_codec,
 )
 from ..wire import DEFAULT_SEED, WireError
-from ..wire.limits import MAX_FRAME_PIXELS
+from ..wire.limits import frame_size_problem
 
 USER_ERRORS = (MediaError, ModelError, EndpointError, ProbabilityError, WireError, ValueError, OSError)
 
@@ -122,8 +122,8 @@ def parse_size(text: str) -> tuple[int, int]:
 def parse_stream_size(text: str) -> tuple[int, int]:
     """``--size`` of a stream: as :func:`parse_size`, and no larger than every receiver accepts."""
     w, h = parse_size(text)
-    if w * h > MAX_FRAME_PIXELS:
-        raise argparse.ArgumentTypeError(f"{text!r} is larger than receivers accept (at most 3840x2160 pixels)")
+    if problem := frame_size_problem(w, h):
+        raise argparse.ArgumentTypeError(problem)
     return w, h
 
 

@@ -15,10 +15,17 @@ MAX_SEGMENTS_PER_GOP = 4096
 MAX_FRAME_PIXELS = 3840 * 2160  # 4K UHD
 
 
-def stream_limit_problem(width: int, height: int, n_elements: int, n_segments: int) -> str:
-    """Why a stream of this geometry exceeds the shared limits ("" when it does not)."""
+def frame_size_problem(width: int, height: int) -> str:
+    """Why frames of this size are larger than every receiver accepts ("" when they are not)."""
     if width * height > MAX_FRAME_PIXELS:
         return f"{width}x{height} frames exceed the limit of {MAX_FRAME_PIXELS} pixels (3840x2160)"
+    return ""
+
+
+def stream_limit_problem(width: int, height: int, n_elements: int, n_segments: int) -> str:
+    """Why a stream of this geometry exceeds the shared limits ("" when it does not)."""
+    if problem := frame_size_problem(width, height):
+        return problem
     if packed_size(n_elements) > MAX_GOP_BYTES:
         return f"{packed_size(n_elements)} bytes of codes per GOP exceed the limit of {MAX_GOP_BYTES}"
     if n_segments > MAX_SEGMENTS_PER_GOP:
