@@ -189,6 +189,36 @@ def test_widened_latent_decodes_as_the_narrow_model() -> None:
             assert torch.allclose(picture, picture_wide, atol=1e-6)
 
 
+def test_a_widened_model_can_keep_the_narrow_channels_while_it_trains() -> None:
+    """``--keep-narrow``: a step of stage I (or III, after stage II) leaves the encoder and the narrow
+    channels' projection rows exactly as they were, while the new rows and the decoder learn."""
+    torch.manual_seed(0)
+    narrow = MSTVSC(TINY)
+    wide = MSTVSC(dataclasses.replace(TINY, latent=2 * TINY.latent)).train()
+    widen_latent(wide, narrow.state_dict())
+    c, frames = TINY.latent, torch.rand(1, TINY.gop, 64, 64, 3)
+    for stage in (1, 2, 1):  # the gradient mask is registered once, however often the stage changes
+        optimizer = torch.optim.Adam(set_stage(wide, stage, kept=c), lr=1e-2)
+    trunk = [p for p in encoder_parameters(wide) if not p.requires_grad]
+    assert trunk and all(not p.requires_grad for p in wide.encoder.parameters())
+    before = {k: v.clone() for k, v in wide.state_dict().items()}
+    for _ in range(2):
+        loss, _ = stage1_loss(wide, frames, LossWeights())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = wide.state_dict()
+    for name in ("to_common.weight", "to_common.bias", "to_individual.weight", "to_individual.bias"):
+        assert torch.equal(after[name][:c], before[name][:c]) and not torch.equal(after[name][c:], before[name][c:])
+    frozen_names = {n for n, p in wide.named_parameters() if any(p is q for q in trunk)}
+    assert all(torch.equal(after[n], before[n]) for n in frozen_names)
+    assert any(not torch.equal(after[n], before[n]) for n in after if n.startswith("from_common."))
+    with torch.no_grad():
+        assert torch.equal(wide.encode(frames).common[..., :c], narrow.encode(frames).common)
+    with pytest.raises(ValueError, match="rows already kept"):
+        set_stage(wide, 1, kept=c // 2)
+
+
 def test_widening_refuses_another_architecture() -> None:
     narrow = MSTVSC(TINY)
     other = MSTVSC(dataclasses.replace(TINY, latent=2 * TINY.latent, ind_width=24))

@@ -95,6 +95,37 @@ def test_train_tool_runs_and_resumes(tmp_path: Path) -> None:
     assert all(math.isfinite(e["mse"]) for e in log if "mse" in e)
 
 
+def test_train_tool_keeps_the_narrow_channels_of_a_widened_model(tmp_path: Path) -> None:
+    """--keep-narrow: the narrow model's projection rows survive stage I and a resume into stage II;
+    without a narrower --init the option is refused with one line."""
+    import dataclasses
+
+    import torch
+
+    from mstvsc_stream.model.config import CONFIGS
+    from mstvsc_stream.model.mstvsc import MSTVSC
+
+    train = load_tool("train")
+    tiny = CONFIGS["tiny-test"]
+    narrow = MSTVSC(dataclasses.replace(tiny, latent=tiny.latent // 2))
+    init = tmp_path / "narrow.pt"
+    torch.save({"config": narrow.cfg.to_dict(), "state_dict": narrow.state_dict()}, init)
+    _clip(tmp_path / "clip.mkv", frames=12, size=(128, 128))
+    out = tmp_path / "run"
+    common = ["--config", "tiny-test", "--data", str(tmp_path / "clip.mkv"), "--no-stills", "--out", str(out),
+              "--batch", "2", "--crop", "0:64", "--save-every", "2", "--warmup", "1", "--lr", "1e-2"]
+    assert train.main(common + ["--init", str(init), "--keep-narrow", "--stage1-steps", "2", "--stage2-steps", "0"]) == 0
+    assert train.main(common + ["--stage1-steps", "2", "--stage2-steps", "2", "--resume"]) == 0
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["kept"] == narrow.cfg.latent and state["step"] == 4
+    c = narrow.cfg.latent
+    for name in ("to_common.weight", "to_individual.bias"):
+        assert torch.equal(state["state_dict"][name][:c], narrow.state_dict()[name])
+    refused = ["--init", str(out / "last.pt"), "--keep-narrow", "--out", str(tmp_path / "same"), "--stage1-steps", "1",
+               "--stage2-steps", "0"]
+    assert train.main(common + refused) == 2
+
+
 def test_clip_store_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     clips = [rng.integers(0, 256, (5, 16, 24, 3), dtype=np.uint8), rng.integers(0, 256, (7, 8, 8, 3), dtype=np.uint8)]

@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", type=Path, help="start from these weights (a checkpoint or shipped .pt); with "
                    "another --config, every tensor whose shape fits is taken, and a narrower latent is "
                    "widened so the model starts as good as the narrow one (e.g. c48 -> C = 96)")
+    p.add_argument("--keep-narrow", action="store_true", help="with a widened --init: the narrow model's "
+                   "channels stay exactly as it sent them (encoder frozen but for the new channels' "
+                   "projections), so its tuned decoder and loss recovery keep working from the first step")
     p.add_argument("--stage1-steps", type=int, default=6000)
     p.add_argument("--stage2-steps", type=int, default=2000)
     p.add_argument("--stage3-steps", type=int, default=0, help="end-to-end fine-tuning after stage II")
@@ -192,10 +195,11 @@ def stage_at(step: int, args: argparse.Namespace) -> tuple[int, int, int]:
 
 
 def make_objective(model: MSTVSC, objective: StageLoss, stage: int, args: argparse.Namespace,
-                   distributed: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """Set the stage's trainable parameters and (re)wrap the objective: DDP registers its gradient hooks
-    on the parameters that require grad when it is built, so every stage change builds it anew."""
-    params = set_stage(model, stage)
+                   distributed: bool, kept: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """Set the stage's trainable parameters (``kept``: see :func:`set_stage`) and (re)wrap the objective:
+    DDP registers its gradient hooks on the parameters that require grad when it is built, so every
+    stage change builds it anew."""
+    params = set_stage(model, stage, kept)
     objective.stage = stage
     net: torch.nn.Module = objective
     if distributed:
@@ -250,16 +254,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cfg = CONFIGS[args.config or "small-c48"]
     model = MSTVSC(cfg).to(device)
-    step, best = 0, -math.inf
+    step, best, kept = 0, -math.inf, 0
+    widening = not state and args.init and MSTVSCConfig.from_dict(init["config"]).latent < cfg.latent
+    if args.keep_narrow and not state and not widening:
+        print("train: --keep-narrow needs an --init with a narrower latent than --config", file=sys.stderr)
+        return 2
     if state:
         model.load_state_dict(state["state_dict"])
-        step, best = state["step"], state["best"]
-    elif args.init and MSTVSCConfig.from_dict(init["config"]).latent < cfg.latent:
+        step, best, kept = state["step"], state["best"], state.get("kept", 0)
+    elif widening:
         try:
             widened = widen_latent(model, init["state_dict"])
         except ValueError as exc:
             print(f"train: --init {args.init}: {exc}", file=sys.stderr)
             return 2
+        kept = MSTVSCConfig.from_dict(init["config"]).latent if args.keep_narrow else 0
         if rank == 0:
             print(f"train: --init widened the latent to {cfg.latent} channels in {len(widened)} tensors "
                   "(the new channels are sent but not yet read)", file=sys.stderr)
@@ -279,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     autocast = torch.bfloat16 if args.precision == "bf16" else None
     objective = StageLoss(model, LossWeights(), autocast=autocast)
     stage = stage_at(step, args)[0]
-    net, optimizer = make_objective(model, objective, stage, args, distributed)
+    net, optimizer = make_objective(model, objective, stage, args, distributed, kept)
     if state and "optimizer" in state and state.get("stage") == stage:
         optimizer.load_state_dict(state["optimizer"])
     if args.profile:
@@ -297,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         now_stage, stage_start, stage_steps = stage_at(step, args)
         if now_stage != stage:
             stage = now_stage
-            net, optimizer = make_objective(model, objective, stage, args, distributed)
+            net, optimizer = make_objective(model, objective, stage, args, distributed, kept)
         base_lr = args.stage3_lr if stage == 3 else args.lr
         for group in optimizer.param_groups:
             group["lr"] = lr_for(step, stage_start, stage_steps, base_lr, args.warmup)
@@ -321,12 +330,12 @@ def main(argv: list[str] | None = None) -> int:
                 tqdm.write(f"step {step} stage {stage} val {scores}")
                 if score > best:
                     best = score
-                    save(args.out / "best.pt", model, cfg, optimizer, step, stage, best, {"val": scores})
+                    save(args.out / "best.pt", model, cfg, optimizer, step, stage, best, {"val": scores, "kept": kept})
             if step % args.save_every == 0:
-                save(last, model, cfg, optimizer, step, stage, best, {})
+                save(last, model, cfg, optimizer, step, stage, best, {"kept": kept})
             log.flush()
     if rank == 0:
-        save(last, model, cfg, optimizer, step, stage, best, {})
+        save(last, model, cfg, optimizer, step, stage, best, {"kept": kept})
     bar.close()
     if distributed:
         dist.destroy_process_group()

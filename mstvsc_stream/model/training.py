@@ -51,14 +51,43 @@ def encoder_parameters(model: MSTVSC) -> list[torch.nn.Parameter]:
     return [p for part in parts for p in part.parameters()]
 
 
-def set_stage(model: MSTVSC, stage: int) -> list[torch.nn.Parameter]:
-    """Freeze the encoder for stage II, train everything otherwise; returns the trainable parameters."""
+def set_stage(model: MSTVSC, stage: int, kept: int = 0) -> list[torch.nn.Parameter]:
+    """Freeze the encoder for stage II, train everything otherwise; returns the trainable parameters.
+
+    ``kept`` > 0 (a widened model, ``tools/train.py --keep-narrow``): the first ``kept`` latent channels
+    stay exactly what the narrow model sent, in every stage, because its decoder and loss recovery were
+    tuned to them over thousands of steps. The encoder is frozen except its latent projections, whose
+    gradients reach only the rows of the new channels: so training costs the narrow picture nothing
+    and teaches the new channels to carry what the old ones miss (and skips the encoder's backward pass).
+    """
     for p in model.parameters():
         p.requires_grad_(True)
-    if stage == 2:
+    if stage == 2 or kept:
         for p in encoder_parameters(model):
             p.requires_grad_(False)
+    if kept and stage != 2:
+        for projection in (model.to_common, model.to_individual):
+            for p in projection.parameters():
+                p.requires_grad_(True)
+                _train_rows_from(p, kept)
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def _train_rows_from(p: torch.nn.Parameter, first: int) -> None:
+    """Zero the gradient of rows ``[:first]`` (Adam without weight decay then leaves them exactly as
+    they are). Registered once per parameter, however often the stage changes."""
+    if getattr(p, "kept_rows", None) == first:
+        return
+    if getattr(p, "kept_rows", None) is not None:
+        raise ValueError(f"rows already kept: {p.kept_rows}, now {first}")
+
+    def zero_kept(grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        grad[:first] = 0
+        return grad
+
+    p.register_hook(zero_kept)
+    p.kept_rows = first
 
 
 def _round_through(y: torch.Tensor) -> torch.Tensor:
