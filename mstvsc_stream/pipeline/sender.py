@@ -116,7 +116,6 @@ class SenderStats:
     gops_sent: int = 0
     gops_dropped: int = 0  # complete GOPs skipped because encoding fell behind real time
     segments_sent: int = 0
-    segments_withheld: int = 0  # left out to stay under the rate cap
     descriptors_sent: int = 0
     encode_ms: Timings = field(default_factory=Timings)
 
@@ -230,7 +229,7 @@ class Sender:
             "capture_frames_dropped": self._capture.dropped if self._capture is not None else 0,
             "segments_per_gop": f"{self.segments_per_gop}/{self.packetizer.n_segments}",
             "segments_sent": stats.segments_sent,
-            "segments_withheld": stats.segments_withheld,
+            "segments_withheld": self.loop.withheld_by_cap + self.loop.withheld_by_controller,
             "descriptors_sent": stats.descriptors_sent,
             "datagrams": wire.datagrams if wire else 0,
             "bytes": sent_bytes,
@@ -413,7 +412,6 @@ class Sender:
         stats = self.stats
         stats.gops_sent += 1
         stats.segments_sent += len(labels)
-        stats.segments_withheld += len(segments) - len(labels)
         stats.descriptors_sent += DESCRIPTOR_COPIES
         return self._sealed(gop_datagrams(descriptor, segments, labels, DESCRIPTOR_COPIES))
 
