@@ -33,7 +33,7 @@ from mstvsc_stream.pipeline.batching import (
     segments_within_rate,
 )
 from mstvsc_stream.pipeline.gops import PulledFrames, gather_gops
-from mstvsc_stream.pipeline.metrics import Timings
+from mstvsc_stream.timings import Timings
 from mstvsc_stream.pipeline.playout import DecodedGop, Playout, frame_period
 from mstvsc_stream.pipeline.receiver import Receiver, ReceiverConfig
 from mstvsc_stream.pipeline.sender import Sender, SenderConfig

@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..timings import Timings
 from .endpoint import Endpoint
 from .loss import LossModel, LossProcess, check_probability
 from .ratelimit import RateLimiter
@@ -151,7 +151,7 @@ class ImpairedLink:
         self._waiting = 0  # datagrams whose departure timer has not fired yet
         self._closed = False
         self._loop = asyncio.get_running_loop()
-        self._queue_delays: deque[float] = deque(maxlen=QUEUE_DELAY_SAMPLES)
+        self._queue_delays = Timings(QUEUE_DELAY_SAMPLES)
         self._schedule_handles = [self._loop.call_later(at, self._set_rate, kbit)
                                   for at, kbit in impairment.rate_schedule if at > 0.0]  # fmt: skip
 
@@ -166,9 +166,7 @@ class ImpairedLink:
 
     def queue_delay_ms(self, q: float) -> float | None:
         """The ``q``-th percentile of the time datagrams waited for the link, in ms (None: no samples)."""
-        if not self._queue_delays:
-            return None
-        return round(float(np.percentile(np.fromiter(self._queue_delays, float), q)) * 1000, 1)
+        return self._queue_delays.percentile(q)
 
     def _set_rate(self, kbit: float) -> None:
         assert self._link is not None
@@ -240,7 +238,7 @@ class ImpairedLink:
             if impairment.queue_s is not None and waited > impairment.queue_s + 1e-9:  # exactly full still fits
                 self.stats.overflowed += 1
                 return
-            self._queue_delays.append(waited)
+            self._queue_delays.add(waited * 1000)
             departure = self._link.reserve(len(data), departure) + self._link.transmission_time(len(data))
         if departure <= now:
             self._forward(data, forward)

@@ -23,9 +23,9 @@ from collections.abc import Callable
 
 from ..net.congestion import RateController
 from ..net.feedback import ReceptionLog, ReportReader, ReportSealer, SendLedger
+from ..timings import Timings
 from ..wire import DESCRIPTOR_COPIES, HEADER_SIZE, SegmentHeader, SessionDescriptor, WireError, new_session_id
 from .batching import rate_for_segments, segments_within_rate
-from .metrics import Timings
 
 log = logging.getLogger(__name__)
 

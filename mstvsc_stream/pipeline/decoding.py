@@ -24,9 +24,9 @@ import numpy as np
 from ..net.gopbuffer import ReleasedGop
 from ..runtime import ModelError, list_models
 from ..runtime.base import Codec
+from ..timings import Timings
 from ..wire import GopPacketizer, SessionDescriptor
 from .admission import CodecGeometry
-from .metrics import Timings
 
 log = logging.getLogger(__name__)
 

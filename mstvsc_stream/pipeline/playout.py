@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..media.output import FrameOutput
+from ..timings import Timings
 from ..wire import SessionDescriptor
-from .metrics import Timings
 
 CATCH_UP_SPEED = 1.25  # the fastest a lagging schedule plays, relative to the stream's frame rate
 

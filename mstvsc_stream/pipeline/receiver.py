@@ -36,13 +36,14 @@ from ..net.opening import DatagramOpener
 from ..net.sources import SourcePolicy
 from ..net.transport import DatagramReceiver
 from ..runtime.base import Codec, backend_name
+from ..timings import Timings
 from ..wire import DEFAULT_SEED, SessionDescriptor
 from .admission import StreamAdmission
 from .advice import HELD, RECEIVER_ADVICE, ThrottledWarning
 from .closedloop import REPORT_INTERVAL_S, ReceiverReports
 from .decoding import GopDecoder, Outcome
 from .keyhint import KeyMismatchHint
-from .metrics import Timings, format_report
+from .metrics import format_report
 from .playout import DecodedGop, Playout
 from .preview import PreviewServer
 

@@ -40,6 +40,7 @@ from ..media import CaptureThread, FrameSource
 from ..net.endpoint import Endpoint
 from ..net.transport import DatagramSender
 from ..runtime.base import Codec, backend_name
+from ..timings import Timings
 from ..wire import (
     DEFAULT_SEED,
     DESCRIPTOR_COPIES,
@@ -65,7 +66,7 @@ from .advice import DEGRADED, DROPPED, SENDER_ADVICE, ThrottledWarning
 from .batching import END_OF_INPUT_COPIES, end_of_input_datagrams, gop_datagrams, sending_labels, stream_kbps
 from .closedloop import SenderLoop
 from .gops import CapturedGop, FrameFeed, PulledFrames, gather_gops
-from .metrics import Timings, format_report
+from .metrics import format_report
 
 log = logging.getLogger(__name__)
 
