@@ -195,7 +195,7 @@ def stage_at(step: int, args: argparse.Namespace) -> tuple[int, int, int]:
 
 
 def make_objective(model: MSTVSC, objective: StageLoss, stage: int, args: argparse.Namespace,
-                   distributed: bool, kept: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+                   distributed: bool, kept: int = 0) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """Set the stage's trainable parameters (``kept``: see :func:`set_stage`) and (re)wrap the objective:
     DDP registers its gradient hooks on the parameters that require grad when it is built, so every
     stage change builds it anew."""
