@@ -139,6 +139,55 @@ def test_clip_store_round_trip(tmp_path: Path) -> None:
     assert not opened[0].flags.writeable
 
 
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clip store and the checkpoints: a failed write names the file, removes its temporary file (which
+    would hold the space the next attempt needs) and keeps what was written before."""
+    import errno
+
+    import torch
+
+    from mstvsc_stream.model.config import CONFIGS
+    from mstvsc_stream.model.mstvsc import MSTVSC
+
+    def filling():
+        yield np.zeros((4, 8, 8, 3), np.uint8)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store = ClipStore(tmp_path / "clips.u8")
+    with pytest.raises(DataError, match=r"cannot write the decoded clips to .*clips.u8: No space left on device"):
+        store.build(filling(), ["a"])
+    assert not (tmp_path / "clips.tmp").exists() and not store.current(["a"])
+
+    train = load_tool("train")
+    model = MSTVSC(CONFIGS["tiny-test"])
+    optimizer = torch.optim.Adam(model.parameters())
+    last = tmp_path / "last.pt"
+    train.save(last, model, model.cfg, optimizer, 1, 1, 0.0, {})
+
+    def short_write(*_args, **_kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1779840 vs 1779760")
+
+    monkeypatch.setattr(torch, "save", short_write)
+    with pytest.raises(SystemExit, match=r"cannot write .*last.pt at step 2 \(\d+ MB free there\): .*unexpected pos"):
+        train.save(last, model, model.cfg, optimizer, 2, 1, 0.0, {})
+    monkeypatch.undo()
+    assert not (tmp_path / "last.tmp").exists() and torch.load(last, weights_only=False)["step"] == 1
+
+
+def test_runs_on_the_same_data_share_one_clip_cache(tmp_path: Path) -> None:
+    train = load_tool("train")
+    _clip(tmp_path / "clip.mkv", frames=12, size=(128, 128))
+    cache = tmp_path / "cache"
+    common = ["--config", "tiny-test", "--data", str(tmp_path / "clip.mkv"), "--no-stills", "--batch", "2",
+              "--crop", "0:64", "--stage1-steps", "1", "--stage2-steps", "0", "--clip-cache", str(cache)]
+    for run in ("one", "two"):
+        assert train.main(common + ["--out", str(tmp_path / run)]) == 0
+        assert not (tmp_path / run / "clips.u8").exists()
+    (store,) = cache.glob("clips-*.u8")
+    built = store.stat().st_mtime_ns
+    assert train.main(common + ["--out", str(tmp_path / "three")]) == 0 and store.stat().st_mtime_ns == built
+
+
 def test_init_from_another_config_takes_every_fitting_tensor() -> None:
     import dataclasses
 

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -57,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-loss", default="0,0.9")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--clip-cache", type=Path, help="keep the decoded clips here, shared by every run on the "
+                   "same data (default: one copy in each --out)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init", type=Path, help="start from these weights (a checkpoint or shipped .pt); with "
                    "another --config, every tensor whose shape fits is taken, and a narrower latent is "
@@ -116,12 +120,22 @@ def decoded_clips(args: argparse.Namespace):
         yield from vimeo_septuplets(args.vimeo, args.vimeo_limit)
 
 
+def clip_store(args: argparse.Namespace, sources: list[str]) -> ClipStore:
+    """``OUT/clips.u8``, or with ``--clip-cache DIR`` one store per set of sources in DIR, so runs on the
+    same data share one copy (about 7 GB for all of ``../shared/data/train``) instead of one each."""
+    if args.clip_cache is None:
+        return ClipStore(args.out / "clips.u8")
+    args.clip_cache.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
+    return ClipStore(args.clip_cache / f"clips-{digest}.u8")
+
+
 def load_data(args: argparse.Namespace, gop: int, rank: int, distributed: bool) -> GopSampler:
-    """Rank 0 decodes every clip into ``OUT/clips.u8`` (unless it holds these sources already); all ranks
+    """Rank 0 decodes every clip into the clip store (unless it holds these sources already); all ranks
     map that one file."""
-    store = ClipStore(args.out / "clips.u8")
     sources = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in training_videos(args)]
     sources += [f"vimeo:{args.vimeo}:{args.vimeo_limit}"] if args.vimeo else []
+    store = clip_store(args, sources)
     if rank == 0 and not store.current(sources):
         store.build(decoded_clips(args), sources)
     if distributed:
@@ -170,10 +184,19 @@ def validate(model: MSTVSC, gops: list[np.ndarray], rates: list[float]) -> dict[
 
 
 def save(path: Path, model: MSTVSC, cfg: MSTVSCConfig, optimizer, step: int, stage: int, best: float, extra: dict) -> None:
+    """Write a checkpoint atomically. A failed write (a full disk) removes its temporary file, keeps the last
+    good checkpoint and ends the run with one line: training on without checkpoints would lose the work."""
     tmp = path.with_suffix(".tmp")
-    torch.save({"config": cfg.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "stage": stage, "best": best, **extra}, tmp)
-    tmp.replace(path)
+    try:
+        torch.save({"config": cfg.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "step": step, "stage": stage, "best": best, **extra}, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as exc:  # torch reports a short write as RuntimeError
+        tmp.unlink(missing_ok=True)
+        free_mb = shutil.disk_usage(path.parent).free // 2**20
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SystemExit(f"train: cannot write {path} at step {step} ({free_mb} MB free there): {reason}; "
+                         f"the last checkpoint written stays, resume with --resume") from exc
 
 
 def load_fitting(model: MSTVSC, weights: dict[str, torch.Tensor]) -> list[str]:

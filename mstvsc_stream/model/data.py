@@ -129,14 +129,21 @@ class ClipStore:
         return self.path.exists() and isinstance(index, dict) and index.get("sources") == sources
 
     def build(self, clips: Iterable[np.ndarray], sources: list[str] | None = None) -> None:
+        """Write the clips; a full disk (or any write error) raises :class:`DataError` and leaves nothing
+        half-written behind, so a failed build never holds the space the next attempt needs."""
         shapes = []
         tmp = self.path.with_suffix(".tmp")
-        with tmp.open("wb") as out:
-            for clip in clips:
-                out.write(np.ascontiguousarray(clip, dtype=np.uint8).tobytes())
-                shapes.append(list(clip.shape))
-        tmp.replace(self.path)
-        self.index_path.write_text(json.dumps({"sources": sources or [], "shapes": shapes}))
+        try:
+            with tmp.open("wb") as out:
+                for clip in clips:
+                    out.write(np.ascontiguousarray(clip, dtype=np.uint8).tobytes())
+                    shapes.append(list(clip.shape))
+            tmp.replace(self.path)
+            self.index_path.write_text(json.dumps({"sources": sources or [], "shapes": shapes}))
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DataError(f"cannot write the decoded clips to {self.path}: {exc.strerror} "
+                            "(they take about 1.5 bytes per pixel of every frame; --clip-cache puts them elsewhere)") from exc
 
     def open(self) -> list[np.ndarray]:
         shapes = [tuple(s) for s in json.loads(self.index_path.read_text())["shapes"]]
