@@ -13,6 +13,7 @@ a batch is ``[B, T, S, S, 3]`` uint8 RGB. Three sources, mixed by ``GopSampler``
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -132,7 +133,7 @@ class ClipStore:
         """Write the clips; a full disk (or any write error) raises :class:`DataError` and leaves nothing
         half-written behind, so a failed build never holds the space the next attempt needs."""
         shapes = []
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")  # runs starting together on one cache each write their own
         try:
             with tmp.open("wb") as out:
                 for clip in clips:
