@@ -143,8 +143,9 @@ class ClipStore:
             self.index_path.write_text(json.dumps({"sources": sources or [], "shapes": shapes}))
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise DataError(f"cannot write the decoded clips to {self.path}: {exc.strerror} "
-                            "(they take about 1.5 bytes per pixel of every frame; --clip-cache puts them elsewhere)") from exc
+            raise DataError(f"cannot write the decoded clips to {self.path}: {exc.strerror or exc} (3 bytes per "
+                            "pixel of every frame, a quarter more for the half-size copies; --clip-cache puts them "
+                            "elsewhere)") from exc
 
     def open(self) -> list[np.ndarray]:
         shapes = [tuple(s) for s in json.loads(self.index_path.read_text())["shapes"]]
