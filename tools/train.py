@@ -194,7 +194,7 @@ def save(path: Path, model: MSTVSC, cfg: MSTVSCConfig, optimizer, step: int, sta
     except (OSError, RuntimeError) as exc:  # torch reports a short write as RuntimeError
         tmp.unlink(missing_ok=True)
         free_mb = shutil.disk_usage(path.parent).free // 2**20
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
         raise SystemExit(f"train: cannot write {path} at step {step} ({free_mb} MB free there): {reason}; "
                          f"the last checkpoint written stays, resume with --resume") from exc
 
@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = CONFIGS[args.config or "small-c48"]
     model = MSTVSC(cfg).to(device)
     step, best, kept = 0, -math.inf, 0
-    widening = not state and args.init and MSTVSCConfig.from_dict(init["config"]).latent < cfg.latent
+    narrow = MSTVSCConfig.from_dict(init["config"]).latent if args.init and not state else None
+    widening = narrow is not None and narrow < cfg.latent
     if args.keep_narrow and not state and not widening:
         print("train: --keep-narrow needs an --init with a narrower latent than --config", file=sys.stderr)
         return 2
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"train: --init {args.init}: {exc}", file=sys.stderr)
             return 2
-        kept = MSTVSCConfig.from_dict(init["config"]).latent if args.keep_narrow else 0
+        kept = narrow if args.keep_narrow else 0
         if rank == 0:
             print(f"train: --init widened the latent to {cfg.latent} channels in {len(widened)} tensors "
                   "(the new channels are sent but not yet read)", file=sys.stderr)
@@ -323,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     log = (args.out / "train_log.jsonl").open("a")
     started = time.time()
+
+    def checkpoint(path: Path, **extra: object) -> None:
+        """The run's state as it is now (the loop's step, stage, best and optimizer)."""
+        save(path, model, cfg, optimizer, step, stage, best, {"kept": kept, **extra})
+
     bar = tqdm(total=total, initial=step, disable=rank != 0, dynamic_ncols=True)
     model.train()
     while step < total and not stop["now"]:
@@ -353,12 +359,12 @@ def main(argv: list[str] | None = None) -> int:
                 tqdm.write(f"step {step} stage {stage} val {scores}")
                 if score > best:
                     best = score
-                    save(args.out / "best.pt", model, cfg, optimizer, step, stage, best, {"val": scores, "kept": kept})
+                    checkpoint(args.out / "best.pt", val=scores)
             if step % args.save_every == 0:
-                save(last, model, cfg, optimizer, step, stage, best, {"kept": kept})
+                checkpoint(last)
             log.flush()
     if rank == 0:
-        save(last, model, cfg, optimizer, step, stage, best, {"kept": kept})
+        checkpoint(last)
     bar.close()
     if distributed:
         dist.destroy_process_group()
