@@ -102,3 +102,39 @@ def test_through_needs_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     with pytest.raises(SystemExit):
         ship_model.main()
     assert "--through needs --continues" in capsys.readouterr().err
+
+
+def test_remeasure_rewrites_only_the_cards_measured_parts(tmp_path: Path, shipped_root: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older card gains the second validation set and the kbps table; weights and history stay."""
+    torch.manual_seed(0)
+    ship(monkeypatch, "--checkpoint", str(write_run(tmp_path / "run", 30, 20, 36.0, "best.pt")), "--name", "later")
+    card_path, weights = shipped_root / "later" / "card.json", shipped_root / "later" / "weights.pt"
+    before = json.loads(card_path.read_text())
+    older = {key: value for key, value in before.items() if key != "kbps_by_size"}
+    card_path.write_text(json.dumps({**older, "onnx": {"graphs": ["encoder-128x128.onnx"]}}))
+    weights_bytes = weights.read_bytes()
+    ship(monkeypatch, "--remeasure", "--name", "later", "--also-val", str(sample_clip_path()), "--also-size", "96x64")
+    card = json.loads(card_path.read_text())
+    assert weights.read_bytes() == weights_bytes
+    assert card["kbps_by_size"] == before["kbps_by_size"] and card["quality"] == before["quality"]
+    (also,) = card["quality_also"].values()
+    assert also["size"] == "96x64" and [row["loss"] for row in also["rows"]] == [0.0]
+    unchanged = ("model_id", "weights_sha256", "training", "data", "config")
+    assert {k: card[k] for k in unchanged} == {k: before[k] for k in unchanged}
+    assert card["onnx"] == {"graphs": ["encoder-128x128.onnx"]}
+    assert (shipped_root / "later" / "card.md").read_text().count("| segment loss |") == 2
+
+
+def test_remeasure_refuses_weights_the_card_does_not_describe(tmp_path: Path, shipped_root: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    ship(monkeypatch, "--checkpoint", str(write_run(tmp_path / "run", 3, 2, 1.0, "best.pt")), "--name", "later")
+    card_path = shipped_root / "later" / "card.json"
+    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "weights_sha256": "0" * 64}))
+    with pytest.raises(SystemExit):
+        ship(monkeypatch, "--remeasure", "--name", "later")
+    assert "is not the weights its card describes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ship(monkeypatch, "--remeasure", "--name", "missing")
+    assert "is not a shipped model" in capsys.readouterr().err

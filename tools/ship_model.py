@@ -10,6 +10,10 @@ the training data and time (every phase, for a model trained on from shipped wei
 were never shipped), the stream's kbps at common frame sizes, and PSNR / MS-SSIM at segment loss 0, 0.3,
 0.6 and 0.9 measured through the real wire path on validation clips only (``--val``, plus a second set
 reported beside it with ``--also-val``).
+
+``--remeasure --name NAME`` measures a shipped model again under the same options and rewrites only the
+card's measured parts (quality, kbps), keeping its weights, training history and ONNX entries: how an
+older card gains a second validation set or the kbps table without a new model.
 """
 
 from __future__ import annotations
@@ -149,7 +153,10 @@ def card_markdown(card: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path)
+    source.add_argument("--remeasure", action="store_true",
+                        help="measure the shipped model --name again and rewrite its card's measured parts")
     p.add_argument("--name", required=True)
     p.add_argument("--val", type=Path, nargs="+", required=True)
     p.add_argument("--size", type=parse_size, default="640x480")
@@ -172,23 +179,67 @@ def main() -> int:
     args = p.parse_args()
     if args.through and not args.continues:
         p.error("--through needs --continues (the shipped model the first run started from)")
-    earlier = json.loads((models_root() / args.continues / CARD).read_text()) if args.continues else None
-
-    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    cfg = MSTVSCConfig.from_dict(ckpt["config"])
     folder = models_root() / args.name
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / WEIGHTS
-    torch.save({"config": cfg.to_dict(), "state_dict": ckpt["state_dict"]}, weights)
-    digest = file_sha256(weights)
-    model = MSTVSC(cfg)
+    if args.remeasure:
+        card = load_card(folder, p)
+        codec = TorchCodec(load_model(folder / WEIGHTS), card["model_id"])
+        card = {key: value for key, value in card.items() if key != "quality_also"} | measured(codec, args)
+    else:
+        card = ship(args, folder)
+    (folder / CARD).write_text(json.dumps(card, indent=2) + "\n")
+    (folder / "card.md").write_text(card_markdown(card))
+    print(f"{'measured' if args.remeasure else 'shipped'} {card['model_id']} in {folder}")
+    return 0
+
+
+def load_model(path: Path) -> MSTVSC:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = MSTVSC(MSTVSCConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])
-    codec = TorchCodec(model, f"{args.name}@{digest[:16]}")
+    return model
+
+
+def load_card(folder: Path, p: argparse.ArgumentParser) -> dict:
+    """A shipped model's card, refused (one line) when its weights are not the ones it describes."""
+    if not (folder / CARD).is_file() or not (folder / WEIGHTS).is_file():
+        p.error(f"{folder} is not a shipped model (no {CARD} and {WEIGHTS})")
+    card = json.loads((folder / CARD).read_text())
+    digest = file_sha256(folder / WEIGHTS)
+    if digest != card.get("weights_sha256"):
+        p.error(f"{folder / WEIGHTS} (sha256 {digest[:16]}) is not the weights its card describes")
+    return card
+
+
+def measured(codec: TorchCodec, args: argparse.Namespace) -> dict:
+    """The card's measured parts: kbps by frame size and quality on the validation set(s)."""
     rates = [float(r) for r in args.loss.split(",")]
     quality = measure(codec, find_videos(args.val), args.size, args.frames, rates, args.quiet)
     also = {", ".join(v.name for v in args.also_val):
             measure(codec, find_videos(args.also_val), args.also_size, args.frames, rates, args.quiet)
             } if args.also_val else {}
+    return {
+        "kbps_by_size": kbps_by_size(codec),
+        "quality": quality,
+        **({"quality_also": also} if also else {}),
+        "measured_with": "python tools/ship_model.py --checkpoint CHECKPOINT --name " + args.name
+                         + f" --val {' '.join(str(v) for v in args.val)} --size {quality['size']}"
+                         + f" --frames {args.frames}"
+                         + (f" --also-val {' '.join(str(v) for v in args.also_val)}"
+                            f" --also-size {next(iter(also.values()))['size']}" if also else ""),
+    }
+
+
+def ship(args: argparse.Namespace, folder: Path) -> dict:
+    """Store the checkpoint's weights in ``folder`` and make their card."""
+    earlier = json.loads((models_root() / args.continues / CARD).read_text()) if args.continues else None
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    cfg = MSTVSCConfig.from_dict(ckpt["config"])
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS
+    torch.save({"config": cfg.to_dict(), "state_dict": ckpt["state_dict"]}, weights)
+    digest = file_sha256(weights)
+    model = load_model(weights)
+    codec = TorchCodec(model, f"{args.name}@{digest[:16]}")
     phase = run_phase(args.checkpoint.parent / "train_log.jsonl", ckpt["step"])
     training = {**phase, "hardware": args.hardware, "validation_during_training": ckpt.get("val")}
     data = list(args.data)
@@ -199,24 +250,13 @@ def main() -> int:
         training.update({k: sum(p[k] for p in [*phases, phase]) for k in ("steps", "stage1_steps", "hours")},
                         phases=lines, continues=earlier["model_id"])
         data += [source for source in earlier["data"] if source not in data]
-    card = {
+    return {
         "name": args.name, "model_id": codec.model_id, "summary": args.summary, "config": cfg.to_dict(),
         "cbr": cfg.cbr, "parameters": sum(p.numel() for p in model.parameters()), "weights_sha256": digest,
         "data": data,
         "training": training,
-        "kbps_by_size": kbps_by_size(codec),
-        "quality": quality,
-        **({"quality_also": also} if also else {}),
-        "measured_with": "python tools/ship_model.py --checkpoint CHECKPOINT --name " + args.name
-                         + f" --val {' '.join(str(v) for v in args.val)} --size {quality['size']}"
-                         + f" --frames {args.frames}"
-                         + (f" --also-val {' '.join(str(v) for v in args.also_val)}"
-                            f" --also-size {next(iter(also.values()))['size']}" if also else ""),
+        **measured(codec, args),
     }
-    (folder / CARD).write_text(json.dumps(card, indent=2) + "\n")
-    (folder / "card.md").write_text(card_markdown(card))
-    print(f"shipped {codec.model_id} to {folder}")
-    return 0
 
 
 if __name__ == "__main__":
