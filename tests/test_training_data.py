@@ -95,6 +95,31 @@ def test_train_tool_runs_and_resumes(tmp_path: Path) -> None:
     assert all(math.isfinite(e["mse"]) for e in log if "mse" in e)
 
 
+def test_crop_and_batch_follow_their_schedules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Stage II can train on larger crops at a smaller batch (the loss recovery's maps of real frame sizes)."""
+    train = load_tool("train")
+    assert [train.scheduled(step, "0:128,3:256") for step in (0, 2, 3, 9)] == [128, 128, 256, 256]
+    assert train.scheduled(5, "8") == 8 and train.scheduled(4, "3:2,0:8") == 2
+    for bad in ("5:128", "0:0", "0:x", "", "0:8:2"):
+        with pytest.raises(ValueError):
+            train.scheduled(0, bad)
+    _clip(tmp_path / "clip.mkv", frames=12, size=(128, 128))
+    drawn: list[tuple[int, int]] = []
+    draw = GopSampler.batch
+    monkeypatch.setattr(GopSampler, "batch", lambda self, batch, size: drawn.append((batch, size)) or draw(self, batch, size))
+    common = ["--config", "tiny-test", "--data", str(tmp_path / "clip.mkv"), "--no-stills", "--out", str(tmp_path / "run"),
+              "--stage1-steps", "2", "--stage2-steps", "2", "--warmup", "1", "--crop", "0:64,2:128"]
+    assert train.main([*common, "--batch", "0:2,2:1"]) == 0
+    assert drawn == [(2, 64), (2, 64), (1, 128), (1, 128)]
+    with pytest.raises(SystemExit):
+        train.main([*common, "--batch", "2:1"])
+    assert "--batch 2:1: expected a number or 'step:value,...' starting at step 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main([*common, "--crop", "0:64,2:96"])
+    assert "--crop 0:64,2:96: every size must be a multiple of 64" in capsys.readouterr().err
+
+
 def test_train_tool_keeps_the_narrow_channels_of_a_widened_model(tmp_path: Path) -> None:
     """--keep-narrow: the narrow model's projection rows survive stage I and a resume into stage II;
     without a narrower --init the option is refused with one line."""

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mstvsc_stream.model.config import CONFIGS, MSTVSCConfig  # noqa: E402
+from mstvsc_stream.model.config import CONFIGS, FRAME_ALIGN, MSTVSCConfig  # noqa: E402
 from mstvsc_stream.model.data import ClipStore, DataError, GopSampler, decode_video, find_videos, half_size, skimage_stills, vimeo_septuplets  # noqa: E402
 from mstvsc_stream.model.mstvsc import MSTVSC  # noqa: E402
 from mstvsc_stream.model.training import LossWeights, StageLoss, erase, set_stage  # noqa: E402
@@ -78,24 +78,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bf16 autocast (CPUs with AVX512-BF16/AMX, recent GPUs) or plain fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step's forward")
     p.add_argument("--profile", type=int, default=0, help="profile this many steps, print the top operators, exit")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--crop", default="0:128", help="crop-size schedule 'step:size,...', e.g. 0:128,4000:192")
+    p.add_argument("--batch", default="8", help="GOPs per step, or a schedule 'step:batch,...' like --crop's")
+    p.add_argument("--crop", default="0:128", help="crop-size schedule 'step:size,...', e.g. 0:128,4000:192; "
+                   "stage II learns the loss recovery best at 256 (a 4x4 map per frame), e.g. --stage1-steps 3000 "
+                   "--crop 0:128,3000:256 --batch 0:8,3000:2")
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--rates", default="0,0.3,0.6,0.9", help="stage II loss rates, one drawn per GOP")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=200)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("crop", "batch"):
+        try:
+            scheduled(0, getattr(args, name))
+        except ValueError:
+            p.error(f"--{name} {getattr(args, name)}: expected a number or 'step:value,...' starting at step 0")
+    crops = [int(e.rpartition(":")[2]) for e in args.crop.split(",")]
+    if any(size % FRAME_ALIGN for size in crops):
+        p.error(f"--crop {args.crop}: every size must be a multiple of {FRAME_ALIGN} (the latent's stride)")
+    return args
 
 
-def crop_for(step: int, schedule: str) -> int:
-    size = 128
-    for item in schedule.split(","):
-        start, value = item.split(":")
-        if step >= int(start):
-            size = int(value)
-    return size
+def scheduled(step: int, schedule: str) -> int:
+    """The value a 'step:value,...' schedule (or a plain number, for every step) gives at ``step``."""
+    entries = sorted((int(start or 0), int(value)) for start, _, value in (e.rpartition(":") for e in schedule.split(",")))
+    if entries[0][0] != 0 or any(value <= 0 for _, value in entries):
+        raise ValueError(schedule)
+    return [value for start, value in entries if step >= start][-1]
 
 
 def lr_for(step: int, stage_start: int, stage_steps: int, base: float, warmup: int) -> float:
@@ -241,8 +251,9 @@ def profile_steps(net: torch.nn.Module, sampler: GopSampler, args: argparse.Name
     from torch.profiler import ProfilerActivity, profile
 
     def one_step() -> None:
-        frames = torch.from_numpy(sampler.batch(args.batch, crop_for(0, args.crop))).to(device).float().div(255)
-        loss, _ = net(frames, rates[torch.randint(len(rates), (args.batch,))].to(device))
+        batch = scheduled(0, args.batch)
+        frames = torch.from_numpy(sampler.batch(batch, scheduled(0, args.crop))).to(device).float().div(255)
+        loss, _ = net(frames, rates[torch.randint(len(rates), (batch,))].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -339,10 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         base_lr = args.stage3_lr if stage == 3 else args.lr
         for group in optimizer.param_groups:
             group["lr"] = lr_for(step, stage_start, stage_steps, base_lr, args.warmup)
-        size = crop_for(step, args.crop)
-        frames = torch.from_numpy(sampler.batch(args.batch, size)).to(device).float().div(255)
+        size, batch = scheduled(step, args.crop), scheduled(step, args.batch)
+        frames = torch.from_numpy(sampler.batch(batch, size)).to(device).float().div(255)
         rates = stage_rates(stage, args)
-        loss, info = net(frames, rates[torch.randint(len(rates), (args.batch,))].to(device))
+        loss, info = net(frames, rates[torch.randint(len(rates), (batch,))].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
