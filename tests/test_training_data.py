@@ -74,6 +74,39 @@ def test_sampler_crops_and_stills() -> None:
         GopSampler([], [], gop=4)
 
 
+def test_sampler_draws_clips_in_proportion_to_their_weights() -> None:
+    dark, bright, never = (np.full((8, 64, 64, 3), v, np.uint8) for v in (0, 255, 128))
+    sampler = GopSampler([dark, bright, never], [], gop=4, seed=7, clip_weights=[1, 3, 0])
+    means = sampler.batch(400, 64).mean(axis=(1, 2, 3, 4))
+    assert not (means == 128).any()
+    assert 0.68 < (means == 255).mean() < 0.82
+    with pytest.raises(DataError, match="one non-negative weight per clip"):
+        GopSampler([dark, bright], [], gop=4, clip_weights=[1])
+    with pytest.raises(DataError, match="one non-negative weight per clip"):
+        GopSampler([dark], [], gop=4, clip_weights=[-1])
+
+
+def test_a_video_named_twice_is_stored_once_and_drawn_twice_as_often(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    train = load_tool("train")
+    data = tmp_path / "data"
+    data.mkdir()
+    _clip(data / "a.mkv", size=(128, 128))
+    _clip(data / "b.mp4", size=(128, 128))
+    weights: list[list[float]] = []
+    init = GopSampler.__init__
+    monkeypatch.setattr(GopSampler, "__init__",
+                        lambda self, *a, **kw: weights.append(kw["clip_weights"]) or init(self, *a, **kw))
+    out = tmp_path / "run"
+    assert train.main(["--config", "tiny-test", "--data", str(data), str(data / "a.mkv"), "--no-stills",
+                       "--out", str(out), "--stage1-steps", "1", "--stage2-steps", "0", "--batch", "1",
+                       "--crop", "0:64", "--warmup", "1"]) == 0
+    index = json.loads((out / "clips.json").read_text())
+    assert [s.split(":")[0] for s in index["sources"]] == [str((data / n).resolve()) for n in ("a.mkv", "b.mp4")]
+    assert len(index["shapes"]) == 4  # each video at full and half size, once
+    assert weights == [[2.0, 2.0, 1.0, 1.0]]
+
+
 def test_train_tool_runs_and_resumes(tmp_path: Path) -> None:
     train = load_tool("train")
     _clip(tmp_path / "clip.mkv", frames=12, size=(128, 128))

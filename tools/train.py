@@ -30,6 +30,7 @@ import shutil
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,9 @@ from mstvsc_stream.model.widen import widen_latent  # noqa: E402
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help=f"one of {', '.join(CONFIGS)} (default: --init's, else small-c48)")
-    p.add_argument("--data", type=Path, nargs="*", default=[], help="video files or folders")
+    p.add_argument("--data", type=Path, nargs="*", default=[],
+                   help="video files or folders; a video named twice (say, a folder and then some of its files) "
+                        "is drawn twice as often")
     p.add_argument("--vimeo", type=Path, help="Vimeo-90k septuplet root (has sequences/)")
     p.add_argument("--vimeo-limit", type=int, help="use at most this many septuplets")
     p.add_argument("--no-stills", action="store_true", help="do not animate scikit-image photos")
@@ -117,12 +120,15 @@ def lr_for(step: int, stage_start: int, stage_steps: int, base: float, warmup: i
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def training_videos(args: argparse.Namespace) -> list[Path]:
-    return [p for p in find_videos(args.data) if not any(fnmatch.fnmatch(p.name, pat) for pat in args.exclude)]
+def training_videos(args: argparse.Namespace) -> Counter[Path]:
+    """Each training video (resolved, in the order first named) and how many times ``--data`` names it,
+    directly or through a folder: a video named twice is stored once and drawn twice as often."""
+    return Counter(p.resolve() for p in find_videos(args.data)
+                   if not any(fnmatch.fnmatch(p.name, pat) for pat in args.exclude))
 
 
-def decoded_clips(args: argparse.Namespace):
-    for path in training_videos(args):
+def decoded_clips(args: argparse.Namespace, videos: Counter[Path]):
+    for path in videos:
         frames = decode_video(path)
         yield frames
         yield half_size(frames)
@@ -143,15 +149,19 @@ def clip_store(args: argparse.Namespace, sources: list[str]) -> ClipStore:
 def load_data(args: argparse.Namespace, gop: int, rank: int, distributed: bool) -> GopSampler:
     """Rank 0 decodes every clip into the clip store (unless it holds these sources already); all ranks
     map that one file."""
-    sources = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in training_videos(args)]
+    videos = training_videos(args)
+    sources = [f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in videos]
     sources += [f"vimeo:{args.vimeo}:{args.vimeo_limit}"] if args.vimeo else []
     store = clip_store(args, sources)
     if rank == 0 and not store.current(sources):
-        store.build(decoded_clips(args), sources)
+        store.build(decoded_clips(args, videos), sources)
     if distributed:
         dist.barrier()
     stills = [] if args.no_stills else skimage_stills()
-    return GopSampler(store.open(), stills, gop, seed=args.seed + 1000 * rank)
+    clips = store.open()
+    weights = [float(n) for n in videos.values() for _copy in ("full", "half size")]
+    weights += [1.0] * (len(clips) - len(weights))  # the Vimeo-90k septuplets
+    return GopSampler(clips, stills, gop, seed=args.seed + 1000 * rank, clip_weights=weights)
 
 
 def load_val(args: argparse.Namespace, gop: int) -> list[np.ndarray]:

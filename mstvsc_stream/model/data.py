@@ -168,8 +168,15 @@ class GopSampler:
     """
 
     def __init__(self, clips: list[np.ndarray], stills: list[np.ndarray], gop: int, seed: int = 0,
-                 still_fraction: float = 0.15) -> None:
-        self.clips = [c for c in clips if len(c) >= gop]
+                 still_fraction: float = 0.15, clip_weights: list[float] | None = None) -> None:
+        """``clip_weights`` scale each clip's chance of being drawn (by default in proportion to its length):
+        how a source listed twice in the training data is drawn twice as often but stored once."""
+        weights = [1.0] * len(clips) if clip_weights is None else list(clip_weights)
+        if len(weights) != len(clips) or any(w < 0 for w in weights):
+            raise DataError(f"need one non-negative weight per clip: {len(weights)} weights for {len(clips)} clips")
+        kept = [(c, w) for c, w in zip(clips, weights) if len(c) >= gop and w > 0]
+        self.clips = [c for c, _ in kept]
+        self.clip_weights = [w for _, w in kept]
         self.stills = stills
         if not self.clips and not self.stills:
             raise DataError("no training data: give video files/folders, a Vimeo-90k root or enable stills")
@@ -179,10 +186,11 @@ class GopSampler:
         self._eligible: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def eligible(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Indices of the clips at least ``size`` on both sides, and their sampling weights (by length)."""
+        """Indices of the clips at least ``size`` on both sides, and their sampling probabilities (by length
+        times the clip's weight)."""
         if size not in self._eligible:
             idx = np.array([i for i, c in enumerate(self.clips) if min(c.shape[1:3]) >= size], dtype=int)
-            weights = np.array([len(self.clips[i]) for i in idx], dtype=float)
+            weights = np.array([len(self.clips[i]) * self.clip_weights[i] for i in idx], dtype=float)
             self._eligible[size] = (idx, weights / weights.sum() if len(idx) else weights)
         return self._eligible[size]
 
