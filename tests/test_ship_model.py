@@ -59,13 +59,29 @@ def test_a_model_trained_on_from_shipped_weights_carries_its_history(tmp_path: P
     training = card["training"]
     assert (training["steps"], training["stage1_steps"], training["continues"]) == (7280, 3024, "earlier@0123456789abcdef")
     assert training["hours"] == pytest.approx(3.78 + 0.3)
-    assert training["phases"] == ["7250 steps (3004 stage I, rest stage II), 3.78 h: earlier@0123456789abcdef",
-                                  "then 30 steps (20 stage I, rest stage II), 0.30 h from its weights"]
+    assert training["phases"] == ["7250 steps (3004 stage I, rest stage II), 3.78 h (shipped as earlier@0123456789abcdef)",
+                                  "then 30 steps (20 stage I, rest stage II), 0.30 h from its weights: run"]
     assert card["data"] == ["new clips", "old clips"]
     assert [row["loss"] for row in card["quality"]["rows"]] == [0.0]
     markdown = (shipped_root / "later" / "card.md").read_text()
     assert "- training: 7280 steps (3024 stage I, rest stage II), 4.08 h" in markdown
-    assert "  - then 30 steps (20 stage I, rest stage II), 0.30 h from its weights" in markdown
+    assert "  - then 30 steps (20 stage I, rest stage II), 0.30 h from its weights: run" in markdown
+
+
+def test_a_model_shipped_twice_names_each_shipped_phase(tmp_path: Path, shipped_root: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each shipped model's own phase keeps its run's name and says which model id it became."""
+    ship(monkeypatch, "--checkpoint", str(write_run(tmp_path / "first", 30, 20, 36.0, "best.pt")),
+         "--name", "later", "--continues", "earlier")
+    later = json.loads((shipped_root / "later" / "card.json").read_text())
+    ship(monkeypatch, "--checkpoint", str(write_run(tmp_path / "second", 10, 0, 36.0, "best.pt")),
+         "--name", "latest", "--continues", "later")
+    training = json.loads((shipped_root / "latest" / "card.json").read_text())["training"]
+    assert training["phases"] == [
+        "7250 steps (3004 stage I, rest stage II), 3.78 h (shipped as earlier@0123456789abcdef)",
+        f"then 30 steps (20 stage I, rest stage II), 0.30 h from its weights: first (shipped as {later['model_id']})",
+        "then 10 steps (0 stage I, rest stage II), 0.10 h from its weights: second"]
+    assert training["steps"] == 7290 and training["continues"] == later["model_id"]
 
 
 def test_runs_between_the_shipped_model_and_the_checkpoint_are_phases_too(
@@ -83,8 +99,8 @@ def test_runs_between_the_shipped_model_and_the_checkpoint_are_phases_too(
     assert training["hours"] == pytest.approx(3.78 + 1.0 + 0.3)
     assert training["phases"][1:] == ["then 10 steps (10 stage I, rest stage II), 1.00 h from its weights: "
                                       "between (a run, not shipped)",
-                                      "then 30 steps (20 stage I, rest stage II), 0.30 h from its weights, "
-                                      "widened to C = 4"]
+                                      "then 30 steps (20 stage I, rest stage II), 0.30 h from its weights: "
+                                      "wider, widened to C = 4"]
     (also,) = card["quality_also"].values()
     assert also["size"] == "96x64" and [row["loss"] for row in also["rows"]] == [0.0]
     kbps = list(card["kbps_by_size"].values())

@@ -106,7 +106,8 @@ def earlier_phases(earlier: dict, through: list[Path]) -> tuple[list[dict], list
     run trained on from it (``--through``, in order, each to its last checkpoint)."""
     before = earlier["training"]
     phases = [{k: before[k] for k in ("steps", "stage1_steps", "hours")}]
-    lines = before.get("phases", [phase_line(before, f": {earlier['model_id']}")])
+    lines = before.get("phases", [phase_line(before, "")])
+    lines = [*lines[:-1], f"{lines[-1]} (shipped as {earlier['model_id']})"]
     for run in through:
         last = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
         phases.append(run_phase(run / "train_log.jsonl", last["step"]))
@@ -246,7 +247,8 @@ def ship(args: argparse.Namespace, folder: Path) -> dict:
     if earlier is not None:
         phases, lines = earlier_phases(earlier, args.through)
         widened = earlier.get("config", {}).get("latent", cfg.latent) < cfg.latent
-        lines.append("then " + phase_line(phase, " from its weights" + (f", widened to C = {cfg.latent}" if widened else "")))
+        lines.append("then " + phase_line(phase, f" from its weights: {args.checkpoint.parent.name}"
+                                          + (f", widened to C = {cfg.latent}" if widened else "")))
         training.update({k: sum(p[k] for p in [*phases, phase]) for k in ("steps", "stage1_steps", "hours")},
                         phases=lines, continues=earlier["model_id"])
         data += [source for source in earlier["data"] if source not in data]
