@@ -68,6 +68,19 @@ def test_a_model_trained_on_from_shipped_weights_carries_its_history(tmp_path: P
     assert "  - then 30 steps (20 stage I, rest stage II), 0.30 h from its weights: run" in markdown
 
 
+def test_a_run_that_starts_in_stage_three_counts_no_stage_one_steps(tmp_path: Path) -> None:
+    log = tmp_path / "train_log.jsonl"
+    entries = [{"step": s, "stage": 3, "time": 36.0 * s} for s in range(1, 101)]
+    log.write_text("".join(json.dumps(e) + "\n" for e in [*entries, {"step": 100, "val": {}, "score": 1.0}]))
+    phase = ship_model.run_phase(log, 100)
+    assert (phase["steps"], phase["stage1_steps"], phase["stage3_steps"]) == (100, 0, 100)
+    assert ship_model.phase_line(phase, ": s3") == "100 steps (0 stage I, 0 stage II, 100 stage III), 1.00 h: s3"
+    mixed = [{"step": s, "stage": 1 if s <= 10 else 2 if s <= 30 else 3, "time": 36.0 * s} for s in range(1, 41)]
+    log.write_text("".join(json.dumps(e) + "\n" for e in mixed))
+    assert ship_model.phase_line(ship_model.run_phase(log, 40), "") == \
+        "40 steps (10 stage I, 20 stage II, 10 stage III), 0.40 h"
+
+
 def test_a_model_shipped_twice_names_each_shipped_phase(tmp_path: Path, shipped_root: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Each shipped model's own phase keeps its run's name and says which model id it became."""

@@ -89,16 +89,24 @@ def training_seconds(entries: list[dict]) -> float:
 
 
 def run_phase(log: Path, step: int) -> dict:
-    """Steps, stage-I steps and hours of one training run (its ``train_log.jsonl``) up to ``step``."""
+    """Steps, stage-I and stage-III steps and hours of one training run (its ``train_log.jsonl``) up to
+    ``step``. A stage starts at its first logged step; a run may begin in any stage."""
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     entries = [e for e in entries if e["step"] <= step]
-    stage1 = min((e["step"] - 1 for e in entries if e.get("stage") == 2), default=step)
-    return {"steps": step, "stage1_steps": stage1, "hours": training_seconds(entries) / 3600}
+
+    def start_of(stages: tuple[int, ...]) -> int:
+        return min((e["step"] - 1 for e in entries if e.get("stage") in stages), default=step)
+
+    return {"steps": step, "stage1_steps": start_of((2, 3)), "stage3_steps": step - start_of((3,)),
+            "hours": training_seconds(entries) / 3600}
 
 
 def phase_line(phase: dict, what: str) -> str:
-    return (f"{phase['steps']} steps ({phase['stage1_steps']} stage I, rest stage II), "
-            f"{phase['hours']:.2f} h{what}")
+    stage3 = phase.get("stage3_steps", 0)
+    stages = (f"{phase['stage1_steps']} stage I, rest stage II" if not stage3 else
+              f"{phase['stage1_steps']} stage I, {phase['steps'] - phase['stage1_steps'] - stage3} stage II, "
+              f"{stage3} stage III")
+    return f"{phase['steps']} steps ({stages}), {phase['hours']:.2f} h{what}"
 
 
 def earlier_phases(earlier: dict, through: list[Path]) -> tuple[list[dict], list[str]]:
@@ -137,8 +145,7 @@ def card_markdown(card: dict) -> str:
     lines = [f"# {card['name']}", "", card["summary"], "",
              f"- model id: `{card['model_id']}`", f"- config: `{card['config']['name']}`, "
              f"{card['parameters']:,} parameters, CBR {card['cbr']:.4f} (3-bit symbols, GOP {card['config']['gop']})",
-             f"- training: {card['training']['steps']} steps ({card['training']['stage1_steps']} stage I, "
-             f"rest stage II), {card['training']['hours']:.2f} h on {card['training']['hardware']}",
+             f"- training: {phase_line(card['training'], ' on ' + card['training']['hardware'])}",
              *(f"  - {phase}" for phase in card["training"].get("phases", [])),
              "- data: " + "; ".join(card["data"]), ""]
     if "kbps_by_size" in card:
@@ -249,7 +256,8 @@ def ship(args: argparse.Namespace, folder: Path) -> dict:
         widened = earlier.get("config", {}).get("latent", cfg.latent) < cfg.latent
         lines.append("then " + phase_line(phase, f" from its weights: {args.checkpoint.parent.name}"
                                           + (f", widened to C = {cfg.latent}" if widened else "")))
-        training.update({k: sum(p[k] for p in [*phases, phase]) for k in ("steps", "stage1_steps", "hours")},
+        training.update({k: sum(p.get(k, 0) for p in [*phases, phase])
+                         for k in ("steps", "stage1_steps", "stage3_steps", "hours")},
                         phases=lines, continues=earlier["model_id"])
         data += [source for source in earlier["data"] if source not in data]
     return {
