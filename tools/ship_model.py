@@ -88,6 +88,9 @@ def training_seconds(entries: list[dict]) -> float:
     return total + previous
 
 
+PHASE_COUNTS = ("steps", "stage1_steps", "stage3_steps", "hours")  # what a card sums over its phases
+
+
 def run_phase(log: Path, step: int) -> dict:
     """Steps, stage-I and stage-III steps and hours of one training run (its ``train_log.jsonl``) up to
     ``step``. A stage starts at its first logged step; a run may begin in any stage."""
@@ -113,7 +116,7 @@ def earlier_phases(earlier: dict, through: list[Path]) -> tuple[list[dict], list
     """The phases before this checkpoint: the shipped model's (its card's history) and each unshipped
     run trained on from it (``--through``, in order, each to its last checkpoint)."""
     before = earlier["training"]
-    phases = [{k: before[k] for k in ("steps", "stage1_steps", "hours")}]
+    phases = [{k: before.get(k, 0) for k in PHASE_COUNTS}]
     lines = before.get("phases", [phase_line(before, "")])
     lines = [*lines[:-1], f"{lines[-1]} (shipped as {earlier['model_id']})"]
     for run in through:
@@ -256,8 +259,7 @@ def ship(args: argparse.Namespace, folder: Path) -> dict:
         widened = earlier.get("config", {}).get("latent", cfg.latent) < cfg.latent
         lines.append("then " + phase_line(phase, f" from its weights: {args.checkpoint.parent.name}"
                                           + (f", widened to C = {cfg.latent}" if widened else "")))
-        training.update({k: sum(p.get(k, 0) for p in [*phases, phase])
-                         for k in ("steps", "stage1_steps", "stage3_steps", "hours")},
+        training.update({k: sum(p[k] for p in [*phases, phase]) for k in PHASE_COUNTS},
                         phases=lines, continues=earlier["model_id"])
         data += [source for source in earlier["data"] if source not in data]
     return {
