@@ -184,6 +184,44 @@ def test_train_tool_keeps_the_narrow_channels_of_a_widened_model(tmp_path: Path)
     assert train.main(common + refused) == 2
 
 
+
+def test_ema_validates_and_keeps_the_average_and_a_resume_continues_it(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """--ema: best.pt holds the moving average (validated), last.pt the trained weights plus the average;
+    at a decay near 1 the average stays at the starting weights through a resume, while training moves on."""
+    import torch
+
+    from mstvsc_stream.model.config import CONFIGS
+    from mstvsc_stream.model.mstvsc import MSTVSC
+
+    train = load_tool("train")
+    start = MSTVSC(CONFIGS["tiny-test"]).state_dict()
+    init = tmp_path / "start.pt"
+    torch.save({"config": CONFIGS["tiny-test"].to_dict(), "state_dict": start}, init)
+    _clip(tmp_path / "clip.mkv", frames=12, size=(128, 128))
+    out = tmp_path / "run"
+    common = ["--init", str(init), "--data", str(tmp_path / "clip.mkv"), "--val", str(tmp_path / "clip.mkv"),
+              "--val-size", "128x128", "--val-gops", "1", "--no-stills", "--out", str(out), "--batch", "2",
+              "--crop", "0:64", "--val-every", "2", "--save-every", "2", "--warmup", "1", "--lr", "1e-2",
+              "--ema", "0.999999", "--stage2-steps", "0"]
+
+    def furthest(weights: dict[str, torch.Tensor]) -> float:
+        return max(float((weights[k].float() - v.float()).abs().max()) for k, v in start.items())
+
+    assert train.main(common + ["--stage1-steps", "2"]) == 0
+    assert train.main(common + ["--stage1-steps", "4", "--resume"]) == 0
+    last = torch.load(out / "last.pt", weights_only=False)
+    best = torch.load(out / "best.pt", weights_only=False)
+    assert last["step"] == 4 and furthest(last["state_dict"]) > 1e-3  # trained on
+    average = {k.removeprefix("module."): v for k, v in last["average"].items() if k.startswith("module.")}
+    assert furthest(average) < 1e-4 and furthest(best["state_dict"]) < 1e-4
+    assert int(last["average"]["n_averaged"]) == 5  # the start, then one update per step across the resume
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [sorted(e["val_trained"]) for e in log if "val" in e] == [["psnr@0", "psnr@0.9"]] * 2
+    with pytest.raises(SystemExit):
+        train.main(common + ["--stage1-steps", "1", "--ema", "1"])
+    assert "--ema 1.0: expected a decay per step in [0, 1)" in capsys.readouterr().err
+
 def test_clip_store_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     clips = [rng.integers(0, 256, (5, 16, 24, 3), dtype=np.uint8), rng.integers(0, 256, (7, 8, 8, 3), dtype=np.uint8)]

@@ -13,7 +13,8 @@ of training, so checkpoints can be picked on whole held-out clips passed to ``--
 Data: any mix of video files/folders (``--data``), a Vimeo-90k septuplet root (``--vimeo``) and
 scikit-image photos animated with camera motion (on unless ``--no-stills``). ``--resume`` continues
 from ``OUT/last.pt`` (model, optimiser, step, stage). ``OUT/best.pt`` keeps the checkpoint with the
-best validation score (mean PSNR over the loss rates in ``--val-loss``). Runs unchanged under
+best validation score (mean PSNR over the loss rates in ``--val-loss``); with ``--ema DECAY`` the
+weights validated and kept there are an exponential moving average of the trained ones. Runs unchanged under
 ``torchrun --nproc-per-node N`` (DistributedDataParallel: gradients averaged across ranks, one sampler
 seed per rank, the decoded clips shared between ranks through one memory-mapped file).
 """
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -91,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="validate, and keep as best.pt, a moving average of the weights with this decay per "
+                        "step (e.g. 0.999); 0 = the trained weights themselves")
     args = p.parse_args(argv)
     for name in ("crop", "batch"):
         try:
@@ -100,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     crops = [int(e.rpartition(":")[2]) for e in args.crop.split(",")]
     if any(size % FRAME_ALIGN for size in crops):
         p.error(f"--crop {args.crop}: every size must be a multiple of {FRAME_ALIGN} (the latent's stride)")
+    if not 0 <= args.ema < 1:
+        p.error(f"--ema {args.ema}: expected a decay per step in [0, 1), e.g. 0.999")
     return args
 
 
@@ -219,6 +226,21 @@ def save(path: Path, model: MSTVSC, cfg: MSTVSCConfig, optimizer, step: int, sta
                          f"the last checkpoint written stays, resume with --resume") from exc
 
 
+def weight_average(model: MSTVSC, decay: float, state: dict | None) -> AveragedModel | None:
+    """The exponential moving average of the weights (``--ema``), or None when off. At the small batches a
+    CPU affords, the weights after any one step carry that step's gradient noise; their average over the
+    last ~1/(1-decay) steps does not. It starts from the weights the run starts from (not from those
+    after its first step) and is restored from ``last.pt`` on resume, so a resume never restarts it."""
+    if not decay:
+        return None
+    average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+    if state and "average" in state:
+        average.load_state_dict(state["average"])
+    else:
+        average.update_parameters(model)
+    return average
+
+
 def load_fitting(model: MSTVSC, weights: dict[str, torch.Tensor]) -> list[str]:
     """Copy every tensor whose name and shape match; return the names left as initialised."""
     own = model.state_dict()
@@ -322,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         if skipped and rank == 0:
             print(f"train: --init left {len(skipped)} tensors at their initial values (shapes differ): "
                   f"{', '.join(skipped)}", file=sys.stderr)
+    average = weight_average(model, args.ema, state)
+    validated = average.module if average else model
     torch.manual_seed(args.seed + rank)  # different batches and erasures per rank
 
     try:
@@ -346,9 +370,12 @@ def main(argv: list[str] | None = None) -> int:
     log = (args.out / "train_log.jsonl").open("a")
     started = time.time()
 
-    def checkpoint(path: Path, **extra: object) -> None:
-        """The run's state as it is now (the loop's step, stage, best and optimizer)."""
-        save(path, model, cfg, optimizer, step, stage, best, {"kept": kept, **extra})
+    def checkpoint(path: Path, weights: MSTVSC = model, **extra: object) -> None:
+        """The run's state as it is now (the loop's step, stage, best, optimizer and weight average), with
+        ``weights`` as its model: the trained ones to resume from, the validated ones in ``best.pt``."""
+        if average:
+            extra["average"] = average.state_dict()
+        save(path, weights, cfg, optimizer, step, stage, best, {"kept": kept, **extra})
 
     bar = tqdm(total=total, initial=step, disable=rank != 0, dynamic_ncols=True)
     model.train()
@@ -368,19 +395,23 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
+        if average:
+            average.update_parameters(model)
         step += 1
         bar.update(1)
         bar.set_postfix(stage=stage, crop=size, psnr=f"{-10 * math.log10(max(info['mse'], 1e-10)):.2f}")
         if rank == 0:
             log.write(json.dumps({"step": step, "stage": stage, "time": round(time.time() - started, 1), **info}) + "\n")
             if step % args.val_every == 0 and val_gops:
-                scores = validate(model, val_gops, val_rates)
+                scores = validate(validated, val_gops, val_rates)
                 score = float(np.mean(list(scores.values())))
-                log.write(json.dumps({"step": step, "val": scores, "score": score}) + "\n")
+                # with --ema, the trained weights' scores beside the average's show what averaging gains
+                trained = {"val_trained": validate(model, val_gops, val_rates)} if average else {}
+                log.write(json.dumps({"step": step, "val": scores, "score": score, **trained}) + "\n")
                 tqdm.write(f"step {step} stage {stage} val {scores}")
                 if score > best:
                     best = score
-                    checkpoint(args.out / "best.pt", val=scores)
+                    checkpoint(args.out / "best.pt", validated, val=scores)
             if step % args.save_every == 0:
                 checkpoint(last)
             log.flush()
