@@ -371,9 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
 
     def checkpoint(path: Path, weights: MSTVSC = model, **extra: object) -> None:
-        """The run's state as it is now (the loop's step, stage, best, optimizer and weight average), with
-        ``weights`` as its model: the trained ones to resume from, the validated ones in ``best.pt``."""
-        if average:
+        """The run's state as it is now (the loop's step, stage, best and optimizer), with ``weights`` as its
+        model: the trained ones (plus the weight average) to resume from, the validated ones in ``best.pt``,
+        which are the average already when there is one."""
+        if average and weights is model:
             extra["average"] = average.state_dict()
         save(path, weights, cfg, optimizer, step, stage, best, {"kept": kept, **extra})
 
