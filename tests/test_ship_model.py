@@ -167,3 +167,36 @@ def test_remeasure_refuses_weights_the_card_does_not_describe(tmp_path: Path, sh
     with pytest.raises(SystemExit):
         ship(monkeypatch, "--remeasure", "--name", "missing")
     assert "is not a shipped model" in capsys.readouterr().err
+
+
+def test_compare_prints_the_checkpoint_beside_the_card_and_writes_nothing(
+        tmp_path: Path, shipped_root: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The ship rule is judged before shipping: same weights measure the same, a second size is not compared."""
+    torch.manual_seed(0)
+    checkpoint = write_run(tmp_path / "run", 3, 2, 1.0, "best.pt")
+    ship(monkeypatch, "--checkpoint", str(checkpoint), "--name", "later")
+    folder = shipped_root / "later"
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    capsys.readouterr()
+    ship(monkeypatch, "--checkpoint", str(checkpoint), "--name", "later", "--compare",
+         "--also-val", str(sample_clip_path()), "--also-size", "96x64")
+    out = capsys.readouterr().out
+    card = json.loads((folder / "card.json").read_text())
+    assert f"against {card['model_id']}" in out
+    (row,) = card["quality"]["rows"]
+    assert f"shipped {row['psnr']:6.2f}" in out and "+0.00 dB" in out
+    assert "96x64:" in out and "(not on the card)" in out
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+
+
+def test_compare_needs_a_checkpoint_and_a_shipped_model(tmp_path: Path, shipped_root: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        ship(monkeypatch, "--remeasure", "--name", "earlier", "--compare")
+    assert "--compare needs --checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ship(monkeypatch, "--checkpoint", str(write_run(tmp_path / "run", 3, 2, 1.0, "best.pt")),
+             "--name", "missing", "--compare")
+    assert "is not a shipped model" in capsys.readouterr().err

@@ -11,6 +11,10 @@ were never shipped), the stream's kbps at common frame sizes, and PSNR / MS-SSIM
 0.6 and 0.9 measured through the real wire path on validation clips only (``--val``, plus a second set
 reported beside it with ``--also-val``).
 
+``--compare --checkpoint CKPT --name NAME`` measures a checkpoint the same way and prints it beside the
+shipped model's card, writing nothing: how a training run's best is judged against the ship rule before the
+ship (and the export) are spent on it.
+
 ``--remeasure --name NAME`` measures a shipped model again under the same options and rewrites only the
 card's measured parts (quality, kbps), keeping its weights, training history and ONNX entries: how an
 older card gains a second validation set or the kbps table without a new model.
@@ -186,11 +190,20 @@ def main() -> int:
                         "order (each trained from the one before, to its last.pt), listed as phases too")
     p.add_argument("--data", nargs="+", default=TRAINING_SOURCES, metavar="TEXT",
                    help="what this run trained on, for the card (default: the first models' sources)")
+    p.add_argument("--compare", action="store_true",
+                   help="with --checkpoint: measure it and print it beside the shipped --name's card; write nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress lines")
     args = p.parse_args()
     if args.through and not args.continues:
         p.error("--through needs --continues (the shipped model the first run started from)")
     folder = models_root() / args.name
+    if args.compare:
+        if args.checkpoint is None:
+            p.error("--compare needs --checkpoint (the run's checkpoint to measure)")
+        card = load_card(folder, p)
+        codec = TorchCodec(load_model(args.checkpoint), f"candidate@{file_sha256(args.checkpoint)[:16]}")
+        print("\n".join(comparison(measured_quality(codec, args), card)))
+        return 0
     if args.remeasure:
         card = load_card(folder, p)
         codec = TorchCodec(load_model(folder / WEIGHTS), card["model_id"])
@@ -221,17 +234,42 @@ def load_card(folder: Path, p: argparse.ArgumentParser) -> dict:
     return card
 
 
-def measured(codec: TorchCodec, args: argparse.Namespace) -> dict:
-    """The card's measured parts: kbps by frame size and quality on the validation set(s)."""
+def measured_quality(codec: TorchCodec, args: argparse.Namespace) -> dict:
+    """Quality on the validation set (``quality``) and on the second one if given (``quality_also``)."""
     rates = [float(r) for r in args.loss.split(",")]
     quality = measure(codec, find_videos(args.val), args.size, args.frames, rates, args.quiet)
     also = {", ".join(v.name for v in args.also_val):
             measure(codec, find_videos(args.also_val), args.also_size, args.frames, rates, args.quiet)
             } if args.also_val else {}
+    return {"quality": quality, **({"quality_also": also} if also else {})}
+
+
+def comparison(candidate: dict, card: dict) -> list[str]:
+    """Candidate against shipped, per validation set and loss rate: PSNR, MS-SSIM and the PSNR gain.
+
+    A set or rate the card did not measure is shown without the shipped figures, never silently dropped."""
+    sets = [("validation", candidate["quality"], card.get("quality"))]
+    sets += [(name, quality, card.get("quality_also", {}).get(name))
+             for name, quality in candidate.get("quality_also", {}).items()]
+    lines = [f"candidate against {card['model_id']} (PSNR dB / MS-SSIM)"]
+    for name, quality, shipped in sets:
+        lines.append(f"{name} at {quality['size']}:")
+        before = {row["loss"]: row for row in shipped["rows"]} if shipped and shipped["size"] == quality["size"] else {}
+        for row in quality["rows"]:
+            now = f"  {row['loss']:>4g}  {row['psnr']:6.2f} / {row['ms_ssim'] or '-'}"
+            old = before.get(row["loss"])
+            lines.append(now + (f"   shipped {old['psnr']:6.2f} / {old['ms_ssim'] or '-'}"
+                                f"   {row['psnr'] - old['psnr']:+.2f} dB" if old else "   (not on the card)"))
+    return lines
+
+
+def measured(codec: TorchCodec, args: argparse.Namespace) -> dict:
+    """The card's measured parts: kbps by frame size and quality on the validation set(s)."""
+    found = measured_quality(codec, args)
+    quality, also = found["quality"], found.get("quality_also", {})
     return {
         "kbps_by_size": kbps_by_size(codec),
-        "quality": quality,
-        **({"quality_also": also} if also else {}),
+        **found,
         "measured_with": "python tools/ship_model.py --checkpoint CHECKPOINT --name " + args.name
                          + f" --val {' '.join(str(v) for v in args.val)} --size {quality['size']}"
                          + f" --frames {args.frames}"
