@@ -200,3 +200,17 @@ def test_compare_needs_a_checkpoint_and_a_shipped_model(tmp_path: Path, shipped_
         ship(monkeypatch, "--checkpoint", str(write_run(tmp_path / "run", 3, 2, 1.0, "best.pt")),
              "--name", "missing", "--compare")
     assert "is not a shipped model" in capsys.readouterr().err
+
+
+def test_a_run_between_can_end_at_the_step_the_next_one_started_from(
+        tmp_path: Path, shipped_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run continued from its best checkpoint, not its last.pt, counts only the steps up to that one."""
+    write_run(tmp_path / "between", 40, 10, 360.0, "last.pt")
+    checkpoint = write_run(tmp_path / "next", 30, 20, 36.0, "best.pt")
+    ship(monkeypatch, "--checkpoint", str(checkpoint), "--name", "later", "--continues", "earlier",
+         "--through", f"{tmp_path / 'between'}:25")
+    training = json.loads((shipped_root / "later" / "card.json").read_text())["training"]
+    assert training["phases"][1] == "then 25 steps (10 stage I, rest stage II), 2.50 h from its weights: " \
+                                    "between (a run, not shipped)"
+    assert training["steps"] == 7250 + 25 + 30
+    assert ship_model.run_until("runs/s3g") == (Path("runs/s3g"), None)

@@ -116,16 +116,23 @@ def phase_line(phase: dict, what: str) -> str:
     return f"{phase['steps']} steps ({stages}), {phase['hours']:.2f} h{what}"
 
 
-def earlier_phases(earlier: dict, through: list[Path]) -> tuple[list[dict], list[str]]:
+def run_until(text: str) -> tuple[Path, int | None]:
+    """``RUN`` or ``RUN:STEP``: a run folder, and the step the next run started from (None: its last.pt)."""
+    run, colon, step = text.rpartition(":")
+    return (Path(run), int(step)) if colon and step.isdigit() else (Path(text), None)
+
+
+def earlier_phases(earlier: dict, through: list[tuple[Path, int | None]]) -> tuple[list[dict], list[str]]:
     """The phases before this checkpoint: the shipped model's (its card's history) and each unshipped
-    run trained on from it (``--through``, in order, each to its last checkpoint)."""
+    run trained on from it (``--through``, in order, each to its last checkpoint or the given step)."""
     before = earlier["training"]
     phases = [{k: before.get(k, 0) for k in PHASE_COUNTS}]
     lines = before.get("phases", [phase_line(before, "")])
     lines = [*lines[:-1], f"{lines[-1]} (shipped as {earlier['model_id']})"]
-    for run in through:
-        last = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
-        phases.append(run_phase(run / "train_log.jsonl", last["step"]))
+    for run, step in through:
+        if step is None:
+            step = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["step"]
+        phases.append(run_phase(run / "train_log.jsonl", step))
         lines = [*lines, "then " + phase_line(phases[-1], f" from its weights: {run.name} (a run, not shipped)")]
     return phases, lines
 
@@ -185,9 +192,9 @@ def main() -> int:
     p.add_argument("--continues", metavar="MODEL",
                    help="the checkpoint was trained from this shipped model's weights (--init): its card's "
                         "steps, hours and data are carried over and listed as an earlier phase")
-    p.add_argument("--through", type=Path, nargs="+", default=[], metavar="RUN",
+    p.add_argument("--through", type=run_until, nargs="+", default=[], metavar="RUN[:STEP]",
                    help="with --continues: the unshipped runs between that model and this checkpoint, in "
-                        "order (each trained from the one before, to its last.pt), listed as phases too")
+                        "order (each trained from the one before, to its last.pt or to STEP), listed as phases too")
     p.add_argument("--data", nargs="+", default=TRAINING_SOURCES, metavar="TEXT",
                    help="what this run trained on, for the card (default: the first models' sources)")
     p.add_argument("--compare", action="store_true",
