@@ -53,7 +53,7 @@ def test_a_model_trained_on_from_shipped_weights_carries_its_history(tmp_path: P
     torch.manual_seed(0)
     checkpoint = write_run(tmp_path / "run", 30, 20, 36.0, "best.pt")
     ship(monkeypatch, "--checkpoint", str(checkpoint), "--name", "later", "--continues", "earlier",
-         "--data", "new clips", "old clips")
+         "--data", "new clips", "old clips, reworded")
     card = json.loads((shipped_root / "later" / "card.json").read_text())
     assert card["weights_sha256"] == file_sha256(shipped_root / "later" / "weights.pt")
     training = card["training"]
@@ -61,7 +61,7 @@ def test_a_model_trained_on_from_shipped_weights_carries_its_history(tmp_path: P
     assert training["hours"] == pytest.approx(3.78 + 0.3)
     assert training["phases"] == ["7250 steps (3004 stage I, rest stage II), 3.78 h (shipped as earlier@0123456789abcdef)",
                                   "then 30 steps (20 stage I, rest stage II), 0.30 h from its weights: run"]
-    assert card["data"] == ["new clips", "old clips"]
+    assert card["data"] == ["new clips", "old clips, reworded"], "--data is the whole list, replacing the earlier one"
     assert [row["loss"] for row in card["quality"]["rows"]] == [0.0]
     markdown = (shipped_root / "later" / "card.md").read_text()
     assert "- training: 7280 steps (3024 stage I, rest stage II), 4.08 h" in markdown
@@ -87,6 +87,7 @@ def test_a_model_shipped_twice_names_each_shipped_phase(tmp_path: Path, shipped_
     ship(monkeypatch, "--checkpoint", str(write_run(tmp_path / "first", 30, 20, 36.0, "best.pt")),
          "--name", "later", "--continues", "earlier")
     later = json.loads((shipped_root / "later" / "card.json").read_text())
+    assert later["data"] == ["old clips"], "without --data the continued model's list is kept"
     ship(monkeypatch, "--checkpoint", str(write_run(tmp_path / "second", 10, 0, 36.0, "best.pt")),
          "--name", "latest", "--continues", "later")
     training = json.loads((shipped_root / "latest" / "card.json").read_text())["training"]

@@ -195,8 +195,9 @@ def main() -> int:
     p.add_argument("--through", type=run_until, nargs="+", default=[], metavar="RUN[:STEP]",
                    help="with --continues: the unshipped runs between that model and this checkpoint, in "
                         "order (each trained from the one before, to its last.pt or to STEP), listed as phases too")
-    p.add_argument("--data", nargs="+", default=TRAINING_SOURCES, metavar="TEXT",
-                   help="what this run trained on, for the card (default: the first models' sources)")
+    p.add_argument("--data", nargs="+", metavar="TEXT",
+                   help="everything the model trained on, for the card, replacing the earlier list (default: the "
+                        "--continues model's card's list, else the first models' sources)")
     p.add_argument("--compare", action="store_true",
                    help="with --checkpoint: measure it and print it beside the shipped --name's card; write nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress lines")
@@ -298,7 +299,7 @@ def ship(args: argparse.Namespace, folder: Path) -> dict:
     codec = TorchCodec(model, f"{args.name}@{digest[:16]}")
     phase = run_phase(args.checkpoint.parent / "train_log.jsonl", ckpt["step"])
     training = {**phase, "hardware": args.hardware, "validation_during_training": ckpt.get("val")}
-    data = list(args.data)
+    data = list(args.data or (earlier["data"] if earlier is not None else TRAINING_SOURCES))
     if earlier is not None:
         phases, lines = earlier_phases(earlier, args.through)
         widened = earlier.get("config", {}).get("latent", cfg.latent) < cfg.latent
@@ -306,7 +307,6 @@ def ship(args: argparse.Namespace, folder: Path) -> dict:
                                           + (f", widened to C = {cfg.latent}" if widened else "")))
         training.update({k: sum(p[k] for p in [*phases, phase]) for k in PHASE_COUNTS},
                         phases=lines, continues=earlier["model_id"])
-        data += [source for source in earlier["data"] if source not in data]
     return {
         "name": args.name, "model_id": codec.model_id, "summary": args.summary, "config": cfg.to_dict(),
         "cbr": cfg.cbr, "parameters": sum(p.numel() for p in model.parameters()), "weights_sha256": digest,
