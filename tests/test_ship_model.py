@@ -103,7 +103,9 @@ def test_runs_between_the_shipped_model_and_the_checkpoint_are_phases_too(
     """The C = 96 model's history: shipped c48, an unshipped run from it, then the widened run."""
     earlier = json.loads((shipped_root / "earlier" / "card.json").read_text())
     (shipped_root / "earlier" / "card.json").write_text(json.dumps({**earlier, "config": {"latent": 2}}))
-    write_run(tmp_path / "between", 10, 10, 360.0, "last.pt")
+    between = write_run(tmp_path / "between", 10, 10, 360.0, "last.pt")
+    narrow = torch.load(between, weights_only=False)
+    torch.save({**narrow, "config": {**narrow["config"], "latent": 2}}, between)  # still the narrow width
     checkpoint = write_run(tmp_path / "wider", 30, 20, 36.0, "best.pt")
     ship(monkeypatch, "--checkpoint", str(checkpoint), "--name", "later", "--continues", "earlier",
          "--through", str(tmp_path / "between"), "--also-val", str(sample_clip_path()), "--also-size", "96x64")
@@ -215,3 +217,18 @@ def test_a_run_between_can_end_at_the_step_the_next_one_started_from(
                                     "between (a run, not shipped)"
     assert training["steps"] == 7250 + 25 + 30
     assert ship_model.run_until("runs/s3g") == (Path("runs/s3g"), None)
+
+
+def test_the_widening_is_marked_on_the_first_run_at_the_new_width(
+        tmp_path: Path, shipped_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Widened in the first --through run (its checkpoint is already wide), then trained on: the card says
+    where the width changed, not on the last phase."""
+    earlier = json.loads((shipped_root / "earlier" / "card.json").read_text())
+    (shipped_root / "earlier" / "card.json").write_text(json.dumps({**earlier, "config": {"latent": 2}}))
+    write_run(tmp_path / "widen", 10, 10, 360.0, "last.pt")
+    checkpoint = write_run(tmp_path / "stage3", 30, 0, 36.0, "best.pt")
+    ship(monkeypatch, "--checkpoint", str(checkpoint), "--name", "later", "--continues", "earlier",
+         "--through", str(tmp_path / "widen"))
+    phases = json.loads((shipped_root / "later" / "card.json").read_text())["training"]["phases"]
+    assert phases[-2].endswith("widen (a run, not shipped), widened to C = 4")
+    assert phases[-1].endswith("from its weights: stage3")

@@ -137,6 +137,14 @@ def earlier_phases(earlier: dict, through: list[tuple[Path, int | None]]) -> tup
     return phases, lines
 
 
+def run_latent(run: Path) -> int | None:
+    """The latent width a run trained at, from its checkpoint (None when the folder keeps only its log)."""
+    for name in ("last.pt", "best.pt"):
+        if (run / name).exists():
+            return torch.load(run / name, map_location="cpu", weights_only=False)["config"].get("latent")
+    return None
+
+
 def kbps_by_size(codec: TorchCodec, fps: float = 30.0) -> dict[str, float]:
     """The whole stream's application kbps (payloads, headers, descriptor copies) at common sizes."""
     rates = {}
@@ -302,9 +310,15 @@ def ship(args: argparse.Namespace, folder: Path) -> dict:
     data = list(args.data or (earlier["data"] if earlier is not None else TRAINING_SOURCES))
     if earlier is not None:
         phases, lines = earlier_phases(earlier, args.through)
-        widened = earlier.get("config", {}).get("latent", cfg.latent) < cfg.latent
-        lines.append("then " + phase_line(phase, f" from its weights: {args.checkpoint.parent.name}"
-                                          + (f", widened to C = {cfg.latent}" if widened else "")))
+        narrow = earlier.get("config", {}).get("latent", cfg.latent)
+        lines.append("then " + phase_line(phase, f" from its weights: {args.checkpoint.parent.name}"))
+        if narrow < cfg.latent:
+            # the widening is the first phase trained at the new width: a --through run whose checkpoint
+            # says so, else this checkpoint's own run
+            first = len(lines) - 1 - len(args.through)
+            wide = [i for i, (run, _) in enumerate(args.through) if (run_latent(run) or narrow) > narrow]
+            at = first + wide[0] if wide else len(lines) - 1
+            lines[at] += f", widened to C = {cfg.latent}"
         training.update({k: sum(p[k] for p in [*phases, phase]) for k in PHASE_COUNTS},
                         phases=lines, continues=earlier["model_id"])
     return {
