@@ -315,10 +315,9 @@ def ship(args: argparse.Namespace, folder: Path) -> dict:
         if narrow < cfg.latent:
             # the widening is the first phase trained at the new width: a --through run whose checkpoint
             # says so, else this checkpoint's own run
-            first = len(lines) - 1 - len(args.through)
-            wide = [i for i, (run, _) in enumerate(args.through) if (run_latent(run) or narrow) > narrow]
-            at = first + wide[0] if wide else len(lines) - 1
-            lines[at] += f", widened to C = {cfg.latent}"
+            runs = [run for run, _ in args.through]
+            at = next((i for i, run in enumerate(runs) if (run_latent(run) or narrow) > narrow), len(runs))
+            lines[len(lines) - 1 - len(runs) + at] += f", widened to C = {cfg.latent}"
         training.update({k: sum(p[k] for p in [*phases, phase]) for k in PHASE_COUNTS},
                         phases=lines, continues=earlier["model_id"])
     return {
