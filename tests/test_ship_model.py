@@ -136,6 +136,23 @@ def test_through_needs_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "--through needs --continues" in capsys.readouterr().err
 
 
+def test_a_run_between_without_its_checkpoint_or_log_is_a_one_line_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A carried log keeps no last.pt, so its step must be named; a folder without a log would count 0 h."""
+    checkpoint = write_run(tmp_path / "next", 30, 20, 36.0, "best.pt")
+    carried = tmp_path / "carried"
+    carried.mkdir()
+    (carried / "train_log.jsonl").write_text((tmp_path / "next" / "train_log.jsonl").read_text())
+    for through, message in ((carried, "no last.pt there; name the step"),
+                             (tmp_path / "missing", "no train_log.jsonl there")):
+        monkeypatch.setattr(sys, "argv", ["ship_model", "--checkpoint", str(checkpoint), "--name", "x",
+                                          "--val", str(sample_clip_path()), "--continues", "earlier",
+                                          "--through", str(through)])
+        with pytest.raises(SystemExit):
+            ship_model.main()
+        assert message in capsys.readouterr().err
+
+
 def test_remeasure_rewrites_only_the_cards_measured_parts(tmp_path: Path, shipped_root: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """An older card gains the second validation set and the kbps table; weights and history stay."""

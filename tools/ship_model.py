@@ -212,6 +212,11 @@ def main() -> int:
     args = p.parse_args()
     if args.through and not args.continues:
         p.error("--through needs --continues (the shipped model the first run started from)")
+    for run, step in args.through:
+        if not (run / "train_log.jsonl").exists():
+            p.error(f"--through {run}: no train_log.jsonl there (a run folder, or a carried log's folder)")
+        if step is None and not (run / "last.pt").exists():
+            p.error(f"--through {run}: no last.pt there; name the step the next run started from, {run}:STEP")
     folder = models_root() / args.name
     if args.compare:
         if args.checkpoint is None:
