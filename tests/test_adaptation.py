@@ -160,6 +160,17 @@ def test_resolution_steps_down_one_rung_at_a_time_to_the_last_and_back() -> None
     assert policy.level == 0
 
 
+def test_noisy_warm_up_costs_never_predict_a_larger_rung_cheaper() -> None:
+    """A quick codec's blank-GOP costs are timing noise (here the larger size timed 3x quicker): the step up
+    must still expect at least today's encode time there, or it climbs back into the rung it left."""
+    clock = FakeClock()
+    ladder = [Rung(320, 240, 30, cost_s=0.00002), Rung(256, 192, 30, cost_s=0.00006)]
+    policy = AdaptationPolicy(ladder, CONFIG, clock, level=1)
+    codec = SlowCodec(clock, 0.6, lambda now: 1.0)  # 256x192: 0.118 s of a 0.133 s budget, 320x240: 0.184 s
+    simulate(policy, codec, clock, 20.0)
+    assert policy.switches == [] and policy.level == 1
+
+
 def test_the_link_rate_feeds_the_same_decision() -> None:
     clock = FakeClock()
     ladder = [Rung(640, 480, 30, kbps=700), Rung(320, 240, 30, kbps=190), Rung(256, 192, 30, kbps=120)]

@@ -10,8 +10,8 @@ Two inputs feed the same decision:
 * **CPU** (:meth:`AdaptationPolicy.observe_encode`): each GOP's encode time against the rung's budget,
   the GOP interval. The smoothed ratio above 1 for ``down_after_s`` steps down one rung; one slow GOP
   does not (it decays out of the average first). Stepping up needs the encode time predicted at the
-  rung above (scaled by the rungs' measured warm-up costs) within ``headroom`` of that rung's budget for
-  ``up_after_s``.
+  rung above (scaled by the rungs' measured warm-up costs, never below the time here for a larger rung)
+  within ``headroom`` of that rung's budget for ``up_after_s``.
 * **Link** (:meth:`AdaptationPolicy.observe_link`): a congestion controller's target rate. Every rung
   whose stream rate exceeds it is off limits: the policy steps down to the best rung that fits (after
   the same ``down_after_s``), and steps up only to a rung that fits both the CPU and the link.
@@ -193,10 +193,11 @@ class AdaptationPolicy:
         if self._encode_s is None:
             return None
         here, there = self.rung, self.ladder[level]
-        if here.cost_s and there.cost_s:
-            scale = there.cost_s / here.cost_s
-        else:
-            scale = (there.width * there.height) / (here.width * here.height)
+        pixels = (there.width * there.height) / (here.width * here.height)
+        scale = there.cost_s / here.cost_s if here.cost_s and there.cost_s else pixels
+        # The warm-up costs of a quick codec are mostly timing noise: they may scale, never invert, the
+        # order of the sizes (a larger rung predicted cheaper than this one would step up into a stall).
+        scale = max(scale, 1.0) if pixels >= 1 else min(scale, 1.0)
         return self._encode_s * scale / there.budget_s
 
     def _decide(self) -> Switch | None:
