@@ -13,7 +13,8 @@ from mstvsc_stream.model.config import CONFIGS, MSTVSCConfig, padded_size
 from mstvsc_stream.model.moe import MoE
 from mstvsc_stream.model.mstvsc import MSTVSC, Latents
 from mstvsc_stream.model.recovery import CommonRecovery, IndividualRecovery
-from mstvsc_stream.model.training import LossWeights, encoder_parameters, erase, set_stage, stage1_loss, stage2_loss
+from mstvsc_stream.model.training import (LossWeights, encoder_parameters, erase, recovery_parameters, set_stage,
+                                          stage1_loss, stage2_loss)
 from mstvsc_stream.model.widen import widen_latent
 from mstvsc_stream.runtime.torch_backend import TorchCodec
 
@@ -158,6 +159,39 @@ def test_aux_loss_averages_the_trained_moe_layers_only() -> None:
     set_stage(model, 1)
     assert torch.allclose(model.aux_loss(), torch.stack([m.aux_loss for m in layers]).mean())
 
+
+
+def test_a_recovery_only_stage_ii_leaves_the_lossless_picture_exactly_as_it_was() -> None:
+    """``--recovery-only``: steps at heavy loss change the recovery modules, and with them the picture at
+    loss, but no other weight and not one pixel of the lossless picture."""
+    torch.manual_seed(0)
+    model = MSTVSC(TINY).train()
+    frames = torch.rand(1, TINY.gop, 64, 64, 3)
+    trained = set_stage(model, 2, recovery_only=True)
+    assert {id(p) for p in trained} == {id(p) for p in recovery_parameters(model)}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.eval()
+    with torch.no_grad():
+        y = model.encode(frames)
+        ones = Latents(torch.ones_like(y.common), torch.ones_like(y.individual))
+        torch.manual_seed(1)
+        received, mask = erase(y, torch.tensor([0.9]))
+        lossless, lossy = model.decode(y, ones), model.decode(received, mask)
+    model.train()
+    optimizer = torch.optim.Adam(trained, lr=1e-2)
+    for _ in range(2):
+        loss, _ = stage2_loss(model, frames, torch.tensor([0.9]), LossWeights())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = model.state_dict()
+    changed = {n for n in after if not torch.equal(after[n], before[n])}
+    assert changed and all(n.startswith(("common_recovery.", "individual_recovery.")) for n in changed)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.decode(y, ones), lossless)
+        assert not torch.equal(model.decode(received, mask), lossy)
+    assert len(set_stage(model, 3, recovery_only=True)) == len(list(model.parameters()))  # stage II only
 
 def parts(y: Latents) -> tuple[torch.Tensor, torch.Tensor]:
     return y.common, y.individual

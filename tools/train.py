@@ -6,7 +6,8 @@ checkpoints, resume and validation.
         --out runs/small-c48 --stage1-steps 6000 --stage2-steps 2000 --precision bf16 --compile
 
 Stages run in order and any may be 0 steps long: I (everything, noise quantisation), II (encoder
-frozen, erasure at ``--rates``), III (everything, wire rounding straight through, erasure at
+frozen, erasure at ``--rates``; with ``--recovery-only`` the synthesis is frozen too, which leaves the
+lossless picture exactly as it was), III (everything, wire rounding straight through, erasure at
 ``--stage3-rates``, learning rate ``--stage3-lr``). ``--exclude`` keeps clips (by file name pattern) out
 of training, so checkpoints can be picked on whole held-out clips passed to ``--val``.
 
@@ -90,6 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--rates", default="0,0.3,0.6,0.9", help="stage II loss rates, one drawn per GOP")
+    p.add_argument("--recovery-only", action="store_true", help="stage II trains the loss-recovery modules "
+                   "alone (synthesis frozen too): the lossless picture cannot change, so --rates may lean on "
+                   "heavy loss, e.g. 0.6,0.9,0.9 (a rate of 0 teaches nothing here)")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=200)
@@ -264,7 +268,7 @@ def make_objective(model: MSTVSC, objective: StageLoss, stage: int, args: argpar
     """Set the stage's trainable parameters (``kept``: see :func:`set_stage`) and (re)wrap the objective:
     DDP registers its gradient hooks on the parameters that require grad when it is built, so every
     stage change builds it anew."""
-    params = set_stage(model, stage, kept)
+    params = set_stage(model, stage, kept, args.recovery_only)
     objective.stage = stage
     net: torch.nn.Module = objective
     if distributed:

@@ -51,8 +51,18 @@ def encoder_parameters(model: MSTVSC) -> list[torch.nn.Parameter]:
     return [p for part in parts for p in part.parameters()]
 
 
-def set_stage(model: MSTVSC, stage: int, kept: int = 0) -> list[torch.nn.Parameter]:
+def recovery_parameters(model: MSTVSC) -> list[torch.nn.Parameter]:
+    """The loss-recovery modules (the only ones a recovery-only stage II trains)."""
+    return [*model.common_recovery.parameters(), *model.individual_recovery.parameters()]
+
+
+def set_stage(model: MSTVSC, stage: int, kept: int = 0, recovery_only: bool = False) -> list[torch.nn.Parameter]:
     """Freeze the encoder for stage II, train everything otherwise; returns the trainable parameters.
+
+    ``recovery_only`` (stage II only, ``tools/train.py --recovery-only``): the synthesis is frozen too and
+    only the loss-recovery modules learn. Their output is gated by the missing-element mask, so the
+    lossless picture stays bit for bit what it was: a stage that can lean on high loss rates for the
+    picture at heavy loss at no cost at 0 %.
 
     ``kept`` > 0 (a widened model, ``tools/train.py --keep-narrow``): the first ``kept`` latent channels
     stay exactly what the narrow model sent, in every stage, because its decoder and loss recovery were
@@ -70,6 +80,11 @@ def set_stage(model: MSTVSC, stage: int, kept: int = 0) -> list[torch.nn.Paramet
             for p in projection.parameters():
                 p.requires_grad_(True)
                 _train_rows_from(p, kept)
+    if recovery_only and stage == 2:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in recovery_parameters(model):
+            p.requires_grad_(True)
     return [p for p in model.parameters() if p.requires_grad]
 
 
