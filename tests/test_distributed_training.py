@@ -37,7 +37,7 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
     torch.manual_seed(0)
     model = MSTVSC(CONFIGS["tiny-test"])
     objective = StageLoss(model, LossWeights())
-    args = argparse.Namespace(compile=False, lr=1e-2)
+    args = argparse.Namespace(compile=False, lr=1e-2, recovery_only=False)
     batches = []
     for stage in (1, 1, 2, 2, 3):
         net, optimizer = train.make_objective(model, objective, stage, args, distributed=True)
