@@ -160,7 +160,6 @@ def test_aux_loss_averages_the_trained_moe_layers_only() -> None:
     assert torch.allclose(model.aux_loss(), torch.stack([m.aux_loss for m in layers]).mean())
 
 
-
 def test_a_recovery_only_stage_ii_leaves_the_lossless_picture_exactly_as_it_was() -> None:
     """``--recovery-only``: steps at heavy loss change the recovery modules, and with them the picture at
     loss, but no other weight and not one pixel of the lossless picture."""
@@ -192,6 +191,7 @@ def test_a_recovery_only_stage_ii_leaves_the_lossless_picture_exactly_as_it_was(
         assert torch.equal(model.decode(y, ones), lossless)
         assert not torch.equal(model.decode(received, mask), lossy)
     assert len(set_stage(model, 3, recovery_only=True)) == len(list(model.parameters()))  # stage II only
+
 
 def parts(y: Latents) -> tuple[torch.Tensor, torch.Tensor]:
     return y.common, y.individual

@@ -70,6 +70,11 @@ def set_stage(model: MSTVSC, stage: int, kept: int = 0, recovery_only: bool = Fa
     gradients reach only the rows of the new channels: so training costs the narrow picture nothing
     and teaches the new channels to carry what the old ones miss (and skips the encoder's backward pass).
     """
+    if recovery_only and stage == 2:
+        recovery = {id(p) for p in recovery_parameters(model)}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in recovery)
+        return recovery_parameters(model)
     for p in model.parameters():
         p.requires_grad_(True)
     if stage == 2 or kept:
@@ -80,11 +85,6 @@ def set_stage(model: MSTVSC, stage: int, kept: int = 0, recovery_only: bool = Fa
             for p in projection.parameters():
                 p.requires_grad_(True)
                 _train_rows_from(p, kept)
-    if recovery_only and stage == 2:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in recovery_parameters(model):
-            p.requires_grad_(True)
     return [p for p in model.parameters() if p.requires_grad]
 
 
