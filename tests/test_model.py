@@ -15,7 +15,7 @@ from mstvsc_stream.model.mstvsc import MSTVSC, Latents
 from mstvsc_stream.model.recovery import CommonRecovery, IndividualRecovery
 from mstvsc_stream.model.training import (LossWeights, encoder_parameters, erase, recovery_parameters, set_stage,
                                           stage1_loss, stage2_loss)
-from mstvsc_stream.model.widen import widen_latent
+from mstvsc_stream.model.widen import widen_latent, widen_recovery
 from mstvsc_stream.runtime.torch_backend import TorchCodec
 
 TINY = CONFIGS["tiny-test"]
@@ -251,6 +251,36 @@ def test_a_widened_model_can_keep_the_narrow_channels_while_it_trains() -> None:
         assert torch.equal(wide.encode(frames).common[..., :c], narrow.encode(frames).common)
     with pytest.raises(ValueError, match="rows already kept"):
         set_stage(wide, 1, kept=c // 2)
+
+
+def test_a_widened_recovery_predicts_as_the_narrow_one_until_it_trains() -> None:
+    """``--recovery-width``: the wider recovery's picture at loss starts as the narrow one's, and a
+    recovery-only step at heavy loss teaches the new hidden channels (read through zeros, which get
+    gradients) without touching anything outside the recovery."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, recovery_depth=3)  # a middle layer that both makes and reads hidden channels
+    narrow = MSTVSC(cfg).eval()
+    wide = MSTVSC(dataclasses.replace(cfg, recovery_width=2 * cfg.recovery_width)).eval()
+    widened = widen_recovery(wide, narrow.state_dict())
+    assert widened == sorted(f"{m}.net.{t}" for m in ("common_recovery", "individual_recovery")
+                             for t in ("0.weight", "0.bias", "2.weight", "2.bias", "4.weight"))
+    frames = torch.rand(1, cfg.gop, 64, 64, 3)
+    with torch.no_grad():
+        y = narrow.encode(frames)
+        torch.manual_seed(1)
+        received, mask = erase(y, torch.tensor([0.9]))
+        assert torch.allclose(wide.decode(received, mask), narrow.decode(received, mask), atol=1e-6)
+    before = {k: v.clone() for k, v in wide.state_dict().items()}
+    optimizer = torch.optim.Adam(set_stage(wide.train(), 2, recovery_only=True), lr=1e-2)
+    loss, _ = stage2_loss(wide, frames, torch.tensor([0.9]), LossWeights())
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    after = wide.state_dict()
+    assert after["individual_recovery.net.2.weight"][:, cfg.recovery_width:].abs().sum() > 0
+    assert all(torch.equal(after[n], before[n]) for n in after if not n.startswith(("common_recovery.", "individual_recovery.")))
+    with pytest.raises(ValueError, match="cannot widen"):
+        widen_recovery(narrow, wide.state_dict())  # narrowing is not widening
 
 
 def test_widening_refuses_another_architecture() -> None:

@@ -23,6 +23,7 @@ seed per rank, the decoded clips shared between ranks through one memory-mapped 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -47,7 +48,7 @@ from mstvsc_stream.model.config import CONFIGS, FRAME_ALIGN, MSTVSCConfig  # noq
 from mstvsc_stream.model.data import ClipStore, DataError, GopSampler, decode_video, find_videos, half_size, skimage_stills, vimeo_septuplets  # noqa: E402
 from mstvsc_stream.model.mstvsc import MSTVSC  # noqa: E402
 from mstvsc_stream.model.training import LossWeights, StageLoss, erase, set_stage  # noqa: E402
-from mstvsc_stream.model.widen import widen_latent  # noqa: E402
+from mstvsc_stream.model.widen import widen_latent, widen_recovery  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-narrow", action="store_true", help="with a widened --init: the narrow model's "
                    "channels stay exactly as it sent them (encoder frozen but for the new channels' "
                    "projections), so its tuned decoder and loss recovery keep working from the first step")
+    p.add_argument("--recovery-width", type=int, help="hidden channels of the loss-recovery modules (default: "
+                   "the config's); with a narrower --init they start as its recovery and decode as it did, "
+                   "new channels added (a wider recovery for heavy loss, trained with --recovery-only)")
     p.add_argument("--stage1-steps", type=int, default=6000)
     p.add_argument("--stage2-steps", type=int, default=2000)
     p.add_argument("--stage3-steps", type=int, default=0, help="end-to-end fine-tuning after stage II")
@@ -323,9 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = CONFIGS[args.config] if args.config else MSTVSCConfig.from_dict(init["config"])
     else:
         cfg = CONFIGS[args.config or "small-c48"]
+    if args.recovery_width and not state:
+        cfg = dataclasses.replace(cfg, recovery_width=args.recovery_width)
     model = MSTVSC(cfg).to(device)
     step, best, kept = 0, -math.inf, 0
-    narrow = MSTVSCConfig.from_dict(init["config"]).latent if args.init and not state else None
+    init_cfg = MSTVSCConfig.from_dict(init["config"]) if args.init and not state else None
+    narrow = init_cfg.latent if init_cfg else None
     widening = narrow is not None and narrow < cfg.latent
     if args.keep_narrow and not state and not widening:
         print("train: --keep-narrow needs an --init with a narrower latent than --config", file=sys.stderr)
@@ -343,6 +350,15 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             print(f"train: --init widened the latent to {cfg.latent} channels in {len(widened)} tensors "
                   "(the new channels are sent but not yet read)", file=sys.stderr)
+    elif init_cfg and init_cfg.recovery_width < cfg.recovery_width:
+        try:
+            widened = widen_recovery(model, init["state_dict"])
+        except ValueError as exc:
+            print(f"train: --init {args.init}: {exc}", file=sys.stderr)
+            return 2
+        if rank == 0:
+            print(f"train: --init widened the loss recovery to {cfg.recovery_width} hidden channels in "
+                  f"{len(widened)} tensors (it predicts as before until it trains)", file=sys.stderr)
     elif args.init:
         skipped = load_fitting(model, init["state_dict"])
         if skipped and rank == 0:

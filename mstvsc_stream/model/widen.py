@@ -1,4 +1,7 @@
-"""Start a model with a wider latent (more channels C, a higher rate) from a narrower model's weights.
+"""Start a wider model from a narrower one's weights, decoding exactly as it did.
+
+Two widenings: a wider latent (more channels C, a higher rate; :func:`widen_latent`) and wider loss
+recovery modules (more hidden channels, same rate; :func:`widen_recovery`).
 
 Copying only the tensors whose shapes match would leave the latent projections and the recovery
 modules' inputs and outputs random: the wider model would start from a broken picture and spend its
@@ -94,3 +97,35 @@ def _col_map(name: str, slim: int, wide: int, recovery_layers) -> list[tuple[sli
     if name.startswith(_RECOVERY):
         return [(slice(0, slim), slice(0, slim)), (slice(wide, wide + slim), slice(slim, 2 * slim))]
     return [(slice(0, slim), slice(0, slim))]
+
+
+def widen_recovery(model: MSTVSC, narrow: dict[str, torch.Tensor]) -> list[str]:
+    """Load ``narrow`` (a state dict whose recovery modules have fewer hidden channels) into ``model``.
+
+    Same idea as :func:`widen_latent`, inside the recovery stacks: every layer but the last makes its
+    old hidden channels as before plus new ones from their random initialisation, and every layer but
+    the first reads the new channels through zero weights. The prediction, and so the picture at any
+    loss, starts exactly as the narrow model's; the new channels give heavy loss more to learn with.
+    Returns the names loaded in part; raises ``ValueError`` for anything else that differs.
+    """
+    own = model.state_dict()
+    recovery_layers = {p: _conv_indices(own, p) for p in _RECOVERY}
+    loaded, widened = {}, []
+    for name, old in narrow.items():
+        if name not in own:
+            continue
+        new = own[name]
+        if new.shape == old.shape:
+            loaded[name] = old
+            continue
+        fits = new.dim() == old.dim() and all(n >= o for n, o in zip(new.shape, old.shape))
+        if not name.startswith(_RECOVERY) or not fits:
+            raise ValueError(f"{name}: {tuple(old.shape)} cannot widen to {tuple(new.shape)}")
+        out = new.clone()
+        if name.endswith(".weight") and not _layer(name, recovery_layers)[0]:
+            out[:, old.shape[1]:] = 0  # the new hidden channels are read through zeros
+        out[tuple(slice(0, n) for n in old.shape)] = old
+        loaded[name] = out
+        widened.append(name)
+    model.load_state_dict(loaded, strict=False)
+    return sorted(widened)
