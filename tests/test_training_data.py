@@ -184,6 +184,32 @@ def test_train_tool_keeps_the_narrow_channels_of_a_widened_model(tmp_path: Path)
     assert train.main(common + refused) == 2
 
 
+def test_train_tool_widens_the_recovery_of_an_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--recovery-width: the run's config and recovery modules take the new width, and a recovery-only step
+    leaves every other weight as the init had it (the widened start itself: tests/test_model.py)."""
+    import torch
+
+    from mstvsc_stream.model.config import CONFIGS
+    from mstvsc_stream.model.mstvsc import MSTVSC
+
+    train = load_tool("train")
+    narrow = MSTVSC(CONFIGS["tiny-test"]).state_dict()
+    init = tmp_path / "narrow.pt"
+    torch.save({"config": CONFIGS["tiny-test"].to_dict(), "state_dict": narrow}, init)
+    _clip(tmp_path / "clip.mkv", frames=12, size=(128, 128))
+    out = tmp_path / "run"
+    width = 2 * CONFIGS["tiny-test"].recovery_width
+    assert train.main(["--init", str(init), "--recovery-width", str(width), "--recovery-only", "--data",
+                       str(tmp_path / "clip.mkv"), "--no-stills", "--out", str(out), "--batch", "2", "--crop", "0:64",
+                       "--warmup", "1", "--stage1-steps", "0", "--stage2-steps", "1"]) == 0
+    assert f"widened the loss recovery to {width} hidden channels" in capsys.readouterr().err
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["config"]["recovery_width"] == width
+    weights = state["state_dict"]
+    assert weights["common_recovery.net.0.weight"].shape[0] == width
+    assert all(torch.equal(weights[k], v) for k, v in narrow.items() if not k.startswith(("common_recovery.",
+                                                                                          "individual_recovery.")))
+
 
 def test_ema_validates_and_keeps_the_average_and_a_resume_continues_it(tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,33 +35,25 @@ def widen_latent(model: MSTVSC, narrow: dict[str, torch.Tensor]) -> list[str]:
     Tensors whose shapes match are copied as they are. Returns the names loaded in part (widened).
     Raises ``ValueError`` when a tensor differs in a way widening cannot explain (another architecture).
     """
-    own = model.state_dict()
     wide, slim = model.cfg.latent, _narrow_latent(narrow)
     if slim > wide:
         raise ValueError(f"cannot widen a latent of {slim} channels to {wide}")
-    recovery_layers = {p: _conv_indices(own, p) for p in _RECOVERY}
-    loaded, widened = {}, []
-    for name, old in narrow.items():
-        if name not in own:
-            continue
-        new = own[name]
-        if new.shape == old.shape:
-            loaded[name] = old
-            continue
+    recovery_layers = {p: _conv_indices(model.state_dict(), p) for p in _RECOVERY}
+
+    def widen(name: str, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         if new.dim() != old.dim():
-            raise ValueError(f"{name}: {tuple(old.shape)} cannot widen to {tuple(new.shape)}")
+            raise _cannot_widen(name, old, new)
         out = new.clone() if name.startswith(_PRODUCERS) else torch.zeros_like(new)
         rows, cols = _row_map(name, slim, recovery_layers), _col_map(name, slim, wide, recovery_layers)
         for new_rows, old_rows in rows:
             for new_cols, old_cols in cols:
                 where_new, where_old = (new_rows, new_cols)[:old.dim()], (old_rows, old_cols)[:old.dim()]
                 if out[where_new].shape != old[where_old].shape:
-                    raise ValueError(f"{name}: {tuple(old.shape)} cannot widen to {tuple(new.shape)}")
+                    raise _cannot_widen(name, old, new)
                 out[where_new] = old[where_old]
-        loaded[name] = out
-        widened.append(name)
-    model.load_state_dict(loaded, strict=False)
-    return sorted(widened)
+        return out
+
+    return _load_widened(model, narrow, widen)
 
 
 def _narrow_latent(state: dict[str, torch.Tensor]) -> int:
@@ -108,24 +100,37 @@ def widen_recovery(model: MSTVSC, narrow: dict[str, torch.Tensor]) -> list[str]:
     loss, starts exactly as the narrow model's; the new channels give heavy loss more to learn with.
     Returns the names loaded in part; raises ``ValueError`` for anything else that differs.
     """
-    own = model.state_dict()
-    recovery_layers = {p: _conv_indices(own, p) for p in _RECOVERY}
-    loaded, widened = {}, []
-    for name, old in narrow.items():
-        if name not in own:
-            continue
-        new = own[name]
-        if new.shape == old.shape:
-            loaded[name] = old
-            continue
+    recovery_layers = {p: _conv_indices(model.state_dict(), p) for p in _RECOVERY}
+
+    def widen(name: str, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         fits = new.dim() == old.dim() and all(n >= o for n, o in zip(new.shape, old.shape))
         if not name.startswith(_RECOVERY) or not fits:
-            raise ValueError(f"{name}: {tuple(old.shape)} cannot widen to {tuple(new.shape)}")
+            raise _cannot_widen(name, old, new)
         out = new.clone()
         if name.endswith(".weight") and not _layer(name, recovery_layers)[0]:
             out[:, old.shape[1]:] = 0  # the new hidden channels are read through zeros
         out[tuple(slice(0, n) for n in old.shape)] = old
-        loaded[name] = out
-        widened.append(name)
+        return out
+
+    return _load_widened(model, narrow, widen)
+
+
+def _load_widened(model: MSTVSC, narrow: dict[str, torch.Tensor], widen) -> list[str]:
+    """Load ``narrow`` into ``model``: equal shapes as they are, the others through
+    ``widen(name, old, new)``; return the names widened."""
+    own = model.state_dict()
+    loaded, widened = {}, []
+    for name, old in narrow.items():
+        if name not in own:
+            continue
+        if own[name].shape == old.shape:
+            loaded[name] = old
+        else:
+            loaded[name] = widen(name, old, own[name])
+            widened.append(name)
     model.load_state_dict(loaded, strict=False)
     return sorted(widened)
+
+
+def _cannot_widen(name: str, old: torch.Tensor, new: torch.Tensor) -> ValueError:
+    return ValueError(f"{name}: {tuple(old.shape)} cannot widen to {tuple(new.shape)}")
