@@ -209,6 +209,9 @@ def test_train_tool_widens_the_recovery_of_an_init(tmp_path: Path, capsys: pytes
     assert weights["common_recovery.net.0.weight"].shape[0] == width
     assert all(torch.equal(weights[k], v) for k, v in narrow.items() if not k.startswith(("common_recovery.",
                                                                                           "individual_recovery.")))
+    with pytest.raises(SystemExit):
+        train.main(["--init", str(init), "--recovery-width", "0", "--out", str(out)])
+    assert "--recovery-width 0: expected a number of channels, at least 1" in capsys.readouterr().err
 
 
 def test_ema_validates_and_keeps_the_average_and_a_resume_continues_it(tmp_path: Path,

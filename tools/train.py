@@ -115,6 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--crop {args.crop}: every size must be a multiple of {FRAME_ALIGN} (the latent's stride)")
     if not 0 <= args.ema < 1:
         p.error(f"--ema {args.ema}: expected a decay per step in [0, 1), e.g. 0.999")
+    if args.recovery_width is not None and args.recovery_width < 1:
+        p.error(f"--recovery-width {args.recovery_width}: expected a number of channels, at least 1")
     return args
 
 
