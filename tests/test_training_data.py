@@ -184,19 +184,28 @@ def test_train_tool_keeps_the_narrow_channels_of_a_widened_model(tmp_path: Path)
     assert train.main(common + refused) == 2
 
 
+def _tiny_start(tmp_path: Path) -> tuple[dict, Path]:
+    """A random tiny-test model saved as an --init (its weights and path), and a clip to train on."""
+    import torch
+
+    from mstvsc_stream.model.config import CONFIGS
+    from mstvsc_stream.model.mstvsc import MSTVSC
+
+    weights = MSTVSC(CONFIGS["tiny-test"]).state_dict()
+    init = tmp_path / "start.pt"
+    torch.save({"config": CONFIGS["tiny-test"].to_dict(), "state_dict": weights}, init)
+    _clip(tmp_path / "clip.mkv", frames=12, size=(128, 128))
+    return weights, init
+
 def test_train_tool_widens_the_recovery_of_an_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--recovery-width: the run's config and recovery modules take the new width, and a recovery-only step
     leaves every other weight as the init had it (the widened start itself: tests/test_model.py)."""
     import torch
 
     from mstvsc_stream.model.config import CONFIGS
-    from mstvsc_stream.model.mstvsc import MSTVSC
 
     train = load_tool("train")
-    narrow = MSTVSC(CONFIGS["tiny-test"]).state_dict()
-    init = tmp_path / "narrow.pt"
-    torch.save({"config": CONFIGS["tiny-test"].to_dict(), "state_dict": narrow}, init)
-    _clip(tmp_path / "clip.mkv", frames=12, size=(128, 128))
+    narrow, init = _tiny_start(tmp_path)
     out = tmp_path / "run"
     width = 2 * CONFIGS["tiny-test"].recovery_width
     assert train.main(["--init", str(init), "--recovery-width", str(width), "--recovery-only", "--data",
@@ -220,14 +229,8 @@ def test_ema_validates_and_keeps_the_average_and_a_resume_continues_it(tmp_path:
     at a decay near 1 the average stays at the starting weights through a resume, while training moves on."""
     import torch
 
-    from mstvsc_stream.model.config import CONFIGS
-    from mstvsc_stream.model.mstvsc import MSTVSC
-
     train = load_tool("train")
-    start = MSTVSC(CONFIGS["tiny-test"]).state_dict()
-    init = tmp_path / "start.pt"
-    torch.save({"config": CONFIGS["tiny-test"].to_dict(), "state_dict": start}, init)
-    _clip(tmp_path / "clip.mkv", frames=12, size=(128, 128))
+    start, init = _tiny_start(tmp_path)
     out = tmp_path / "run"
     common = ["--init", str(init), "--data", str(tmp_path / "clip.mkv"), "--val", str(tmp_path / "clip.mkv"),
               "--val-size", "128x128", "--val-gops", "1", "--no-stills", "--out", str(out), "--batch", "2",
