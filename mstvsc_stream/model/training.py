@@ -71,10 +71,11 @@ def set_stage(model: MSTVSC, stage: int, kept: int = 0, recovery_only: bool = Fa
     and teaches the new channels to carry what the old ones miss (and skips the encoder's backward pass).
     """
     if recovery_only and stage == 2:
-        recovery = {id(p) for p in recovery_parameters(model)}
+        trained = recovery_parameters(model)
+        ids = {id(p) for p in trained}
         for p in model.parameters():
-            p.requires_grad_(id(p) in recovery)
-        return recovery_parameters(model)
+            p.requires_grad_(id(p) in ids)
+        return trained
     for p in model.parameters():
         p.requires_grad_(True)
     if stage == 2 or kept:
