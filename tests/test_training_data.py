@@ -197,6 +197,7 @@ def _tiny_start(tmp_path: Path) -> tuple[dict, Path]:
     _clip(tmp_path / "clip.mkv", frames=12, size=(128, 128))
     return weights, init
 
+
 def test_train_tool_widens_the_recovery_of_an_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--recovery-width: the run's config and recovery modules take the new width, and a recovery-only step
     leaves every other weight as the init had it (the widened start itself: tests/test_model.py)."""

@@ -38,7 +38,7 @@ def widen_latent(model: MSTVSC, narrow: dict[str, torch.Tensor]) -> list[str]:
     wide, slim = model.cfg.latent, _narrow_latent(narrow)
     if slim > wide:
         raise ValueError(f"cannot widen a latent of {slim} channels to {wide}")
-    recovery_layers = {p: _conv_indices(model.state_dict(), p) for p in _RECOVERY}
+    recovery_layers = _recovery_layers(model)
 
     def widen(name: str, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         if new.dim() != old.dim():
@@ -60,9 +60,14 @@ def _narrow_latent(state: dict[str, torch.Tensor]) -> int:
     return state["to_common.weight"].shape[0]
 
 
-def _conv_indices(own: dict[str, torch.Tensor], prefix: str) -> tuple[int, int]:
-    """(first, last) layer index of a recovery conv stack."""
-    idx = sorted({int(k[len(prefix):].split(".")[0]) for k in own if k.startswith(prefix)})
+def _recovery_layers(model: MSTVSC) -> dict[str, tuple[int, int]]:
+    """(first, last) layer index of each recovery conv stack, by its name prefix."""
+    names = model.state_dict().keys()
+    return {prefix: _conv_indices(names, prefix) for prefix in _RECOVERY}
+
+
+def _conv_indices(names, prefix: str) -> tuple[int, int]:
+    idx = sorted({int(k[len(prefix):].split(".")[0]) for k in names if k.startswith(prefix)})
     return idx[0], idx[-1]
 
 
@@ -100,7 +105,7 @@ def widen_recovery(model: MSTVSC, narrow: dict[str, torch.Tensor]) -> list[str]:
     loss, starts exactly as the narrow model's; the new channels give heavy loss more to learn with.
     Returns the names loaded in part; raises ``ValueError`` for anything else that differs.
     """
-    recovery_layers = {p: _conv_indices(model.state_dict(), p) for p in _RECOVERY}
+    recovery_layers = _recovery_layers(model)
 
     def widen(name: str, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         fits = new.dim() == old.dim() and all(n >= o for n, o in zip(new.shape, old.shape))
