@@ -283,6 +283,34 @@ def test_a_widened_recovery_predicts_as_the_narrow_one_until_it_trains() -> None
         widen_recovery(narrow, wide.state_dict())  # narrowing is not widening
 
 
+def test_a_recovery_cascade_grown_from_one_stack_predicts_as_it_did_until_it_trains() -> None:
+    """``--recovery-stages``: the added stack predicts nothing at first (the picture at loss is the
+    one-stack model's), learns from a recovery-only step at heavy loss, and, like the first, never
+    touches a received element."""
+    torch.manual_seed(0)
+    one = MSTVSC(TINY).eval()
+    two = MSTVSC(dataclasses.replace(TINY, recovery_stages=2)).eval()
+    missing = two.load_state_dict(one.state_dict(), strict=False).missing_keys
+    assert missing and all(".refine.0." in k for k in missing)
+    frames = torch.rand(1, TINY.gop, 64, 64, 3)
+    with torch.no_grad():
+        y = one.encode(frames)
+        received, mask = erase(y, torch.tensor([0.9]))
+        assert torch.equal(two.decode(received, mask), one.decode(received, mask))
+    optimizer = torch.optim.Adam(set_stage(two.train(), 2, recovery_only=True), lr=1e-2)
+    loss, _ = stage2_loss(two, frames, torch.tensor([0.9]), LossWeights())
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert two.individual_recovery.refine[0][-1].weight.abs().sum() > 0
+    with torch.no_grad():
+        recovered = two.eval().recover(received, mask)
+    for part in ("common", "individual"):
+        kept = getattr(mask, part).bool()
+        assert torch.equal(getattr(recovered, part)[kept], getattr(received, part)[kept])
+    assert not torch.equal(recovered.individual, one.recover(received, mask).individual)
+
+
 def test_widening_refuses_another_architecture() -> None:
     narrow = MSTVSC(TINY)
     other = MSTVSC(dataclasses.replace(TINY, latent=2 * TINY.latent, ind_width=24))

@@ -224,6 +224,28 @@ def test_train_tool_widens_the_recovery_of_an_init(tmp_path: Path, capsys: pytes
     assert "--recovery-width 0: expected a number of channels, at least 1" in capsys.readouterr().err
 
 
+def test_train_tool_adds_recovery_stages_to_an_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--recovery-stages: the run's config takes the cascade, the added stack is the only new tensor set,
+    and a recovery-only step leaves every weight outside the recovery as the init had it."""
+    import torch
+
+    train = load_tool("train")
+    one, init = _tiny_start(tmp_path)
+    out = tmp_path / "run"
+    assert train.main(["--init", str(init), "--recovery-stages", "2", "--recovery-only", "--data",
+                       str(tmp_path / "clip.mkv"), "--no-stills", "--out", str(out), "--batch", "2", "--crop", "0:64",
+                       "--warmup", "1", "--stage1-steps", "0", "--stage2-steps", "1"]) == 0
+    assert "initial values (new, or shapes differ): common_recovery.refine.0." in capsys.readouterr().err
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["config"]["recovery_stages"] == 2
+    assert {k for k in state["state_dict"] if k not in one} == {k for k in state["state_dict"] if ".refine.0." in k}
+    assert all(torch.equal(state["state_dict"][k], v) for k, v in one.items()
+               if not k.startswith(("common_recovery.", "individual_recovery.")))
+    with pytest.raises(SystemExit):
+        train.main(["--init", str(init), "--recovery-stages", "0", "--out", str(out)])
+    assert "--recovery-stages 0: expected a number of stacks, at least 1" in capsys.readouterr().err
+
+
 def test_ema_validates_and_keeps_the_average_and_a_resume_continues_it(tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """--ema: best.pt holds the moving average (validated), last.pt the trained weights plus the average;

@@ -78,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recovery-width", type=int, help="hidden channels of the loss-recovery modules (default: "
                    "the config's); with a narrower --init they start as its recovery and decode as it did, "
                    "new channels added (a wider recovery for heavy loss, trained with --recovery-only)")
+    p.add_argument("--recovery-stages", type=int, help="loss-recovery stacks in cascade (default: the config's); "
+                   "stacks added to an --init's start by predicting nothing, so it decodes as it did")
     p.add_argument("--stage1-steps", type=int, default=6000)
     p.add_argument("--stage2-steps", type=int, default=2000)
     p.add_argument("--stage3-steps", type=int, default=0, help="end-to-end fine-tuning after stage II")
@@ -117,6 +119,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--ema {args.ema}: expected a decay per step in [0, 1), e.g. 0.999")
     if args.recovery_width is not None and args.recovery_width < 1:
         p.error(f"--recovery-width {args.recovery_width}: expected a number of channels, at least 1")
+    if args.recovery_stages is not None and args.recovery_stages < 1:
+        p.error(f"--recovery-stages {args.recovery_stages}: expected a number of stacks, at least 1")
     return args
 
 
@@ -331,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = CONFIGS[args.config or "small-c48"]
     if args.recovery_width and not state:
         cfg = dataclasses.replace(cfg, recovery_width=args.recovery_width)
+    if args.recovery_stages and not state:
+        cfg = dataclasses.replace(cfg, recovery_stages=args.recovery_stages)
     model = MSTVSC(cfg).to(device)
     step, best, kept = 0, -math.inf, 0
     init_cfg = MSTVSCConfig.from_dict(init["config"]) if args.init and not state else None
@@ -364,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.init:
         skipped = load_fitting(model, init["state_dict"])
         if skipped and rank == 0:
-            print(f"train: --init left {len(skipped)} tensors at their initial values (shapes differ): "
+            print(f"train: --init left {len(skipped)} tensors at their initial values (new, or shapes differ): "
                   f"{', '.join(skipped)}", file=sys.stderr)
     average = weight_average(model, args.ema, state)
     validated = average.module if average else model

@@ -38,6 +38,7 @@ class MSTVSCConfig:
     expert_ratio: float = 2.0  # hidden width of each expert, relative to its input
     recovery_width: int = 96
     recovery_depth: int = 3  # conv layers per recovery module (the paper uses 1 + output conv)
+    recovery_stages: int = 1  # recovery stacks in cascade, each refining the previous fill (the paper: 1)
     extra: dict = field(default_factory=dict)
 
     @property

@@ -68,8 +68,9 @@ class MSTVSC(nn.Module):
         self.individual_extractor = IndividualExtractor(c5, cfg.ind_width, cfg.ind_depth, hd, temporal, moe_args)
         self.to_individual = nn.Linear(cfg.ind_width, c)
 
-        self.common_recovery = CommonRecovery(c, cfg.recovery_width, cfg.recovery_depth)
-        self.individual_recovery = IndividualRecovery(c, cfg.recovery_width, cfg.recovery_depth)
+        recovery = (cfg.recovery_width, cfg.recovery_depth, cfg.recovery_stages)
+        self.common_recovery = CommonRecovery(c, *recovery)
+        self.individual_recovery = IndividualRecovery(c, *recovery)
         self.from_common = nn.Linear(c, c5)
         self.from_individual = nn.Linear(c, cfg.ind_width)
         self.individual_upsample = IndividualUpsample(cfg.ind_width, c5, cfg.ind_depth, hd, temporal, moe_args)
