@@ -15,7 +15,7 @@ from mstvsc_stream.model.mstvsc import MSTVSC, Latents
 from mstvsc_stream.model.recovery import CommonRecovery, IndividualRecovery
 from mstvsc_stream.model.training import (LossWeights, encoder_parameters, erase, recovery_parameters, set_stage,
                                           stage1_loss, stage2_loss)
-from mstvsc_stream.model.widen import widen_latent, widen_recovery
+from mstvsc_stream.model.widen import deepen, widen_latent, widen_recovery
 from mstvsc_stream.runtime.torch_backend import TorchCodec
 
 TINY = CONFIGS["tiny-test"]
@@ -309,6 +309,31 @@ def test_a_recovery_cascade_grown_from_one_stack_predicts_as_it_did_until_it_tra
         kept = getattr(mask, part).bool()
         assert torch.equal(getattr(recovered, part)[kept], getattr(received, part)[kept])
     assert not torch.equal(recovered.individual, one.recover(received, mask).individual)
+
+
+def test_a_deepened_model_decodes_as_the_shallow_one_until_it_trains() -> None:
+    """``--config mid-c48 --init <small-c48>``: the added (shifted-window) blocks start as the identity, so
+    the latent and the picture at any loss are the shallow model's; one end-to-end step moves them."""
+    torch.manual_seed(0)
+    shallow = MSTVSC(TINY).eval()
+    deep = MSTVSC(CONFIGS["tiny-test-mid"]).eval()
+    added = deepen(deep, shallow.state_dict())
+    assert "decoder.0.1" in added and "individual_extractor.stage.1" in added and "encoder.0.0" not in added
+    assert all(deep.get_submodule(name).shift for name in added)
+    frames = torch.rand(1, TINY.gop, 64, 64, 3)
+    with torch.no_grad():
+        y = shallow.encode(frames)
+        assert torch.equal(deep.encode(frames).individual, y.individual)
+        received, mask = erase(y, torch.tensor([0.6]))
+        assert torch.allclose(deep.decode(received, mask), shallow.decode(received, mask), atol=1e-6)
+    optimizer = torch.optim.Adam(set_stage(deep.train(), 1), lr=1e-2)
+    loss, _ = stage1_loss(deep, frames, LossWeights())
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert deep.decoder[0][1].attn.proj.weight.abs().sum() > 0 and deep.decoder[4][1].ffn[-1].weight.abs().sum() > 0
+    with pytest.raises(ValueError, match="never drops a block"):
+        deepen(shallow, deep.state_dict())
 
 
 def test_widening_refuses_another_architecture() -> None:

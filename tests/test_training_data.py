@@ -246,6 +246,27 @@ def test_train_tool_adds_recovery_stages_to_an_init(tmp_path: Path, capsys: pyte
     assert "--recovery-stages 0: expected a number of stacks, at least 1" in capsys.readouterr().err
 
 
+def test_train_tool_deepens_an_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--config with more blocks per stage than the --init's: every block of the init keeps its weights
+    (the added ones start as the identity: tests/test_model.py), and a deeper --init is refused."""
+    import torch
+
+    train = load_tool("train")
+    shallow, init = _tiny_start(tmp_path)
+    out = tmp_path / "run"
+    # one stage-III step at a learning rate of 0: what the init loaded is what the run saves
+    common = ["--data", str(tmp_path / "clip.mkv"), "--no-stills", "--batch", "2", "--crop", "0:64", "--warmup", "1",
+              "--stage1-steps", "0", "--stage2-steps", "0", "--stage3-steps", "1", "--stage3-lr", "0"]
+    assert train.main(["--init", str(init), "--config", "tiny-test-mid", "--out", str(out), *common]) == 0
+    assert "added 12 Swin blocks to reach depths (2, 2, 2, 2, 2, 2)" in capsys.readouterr().err
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["config"]["name"] == "tiny-test-mid"
+    assert all(torch.equal(state["state_dict"][k], v) for k, v in shallow.items())
+    assert train.main(["--init", str(out / "last.pt"), "--config", "tiny-test", "--out", str(tmp_path / "back"),
+                       *common]) == 2
+    assert "not in the deeper model" in capsys.readouterr().err
+
+
 def test_ema_validates_and_keeps_the_average_and_a_resume_continues_it(tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """--ema: best.pt holds the moving average (validated), last.pt the trained weights plus the average;

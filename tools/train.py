@@ -48,7 +48,7 @@ from mstvsc_stream.model.config import CONFIGS, FRAME_ALIGN, MSTVSCConfig  # noq
 from mstvsc_stream.model.data import ClipStore, DataError, GopSampler, decode_video, find_videos, half_size, skimage_stills, vimeo_septuplets  # noqa: E402
 from mstvsc_stream.model.mstvsc import MSTVSC  # noqa: E402
 from mstvsc_stream.model.training import LossWeights, StageLoss, erase, set_stage  # noqa: E402
-from mstvsc_stream.model.widen import widen_latent, widen_recovery  # noqa: E402
+from mstvsc_stream.model.widen import deepen, widen_latent, widen_recovery  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -263,6 +263,24 @@ def load_fitting(model: MSTVSC, weights: dict[str, torch.Tensor]) -> list[str]:
     return sorted(k for k in own if k not in fitting)
 
 
+def _grow(model: MSTVSC, cfg: MSTVSCConfig, init_cfg: MSTVSCConfig):
+    """How to load an --init of a smaller model so the grown one decodes as it did: a function of its
+    weights that loads them and says what it did, or None when a plain load of the fitting tensors will do."""
+    def blocks(c: MSTVSCConfig) -> tuple[int, ...]:
+        return (*c.depths, *c.st_depths, c.ind_depth)
+
+    if init_cfg.latent < cfg.latent:
+        return lambda w: (f"widened the latent to {cfg.latent} channels in {len(widen_latent(model, w))} tensors "
+                          "(the new channels are sent but not yet read)")
+    if init_cfg.recovery_width < cfg.recovery_width:
+        return lambda w: (f"widened the loss recovery to {cfg.recovery_width} hidden channels in "
+                          f"{len(widen_recovery(model, w))} tensors (it predicts as before until it trains)")
+    if blocks(init_cfg) != blocks(cfg):
+        return lambda w: (f"added {len(deepen(model, w))} Swin blocks to reach depths {blocks(cfg)} "
+                          "(each starts as the identity)")
+    return None
+
+
 def stage_at(step: int, args: argparse.Namespace) -> tuple[int, int, int]:
     """(stage, first step of that stage, its length) for a global step."""
     s1, s2 = args.stage1_steps, args.stage2_steps
@@ -348,25 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     if state:
         model.load_state_dict(state["state_dict"])
         step, best, kept = state["step"], state["best"], state.get("kept", 0)
-    elif widening:
+    elif init_cfg and (grown := _grow(model, cfg, init_cfg)):
         try:
-            widened = widen_latent(model, init["state_dict"])
+            line = grown(init["state_dict"])
         except ValueError as exc:
             print(f"train: --init {args.init}: {exc}", file=sys.stderr)
             return 2
-        kept = narrow if args.keep_narrow else 0
+        kept = narrow if widening and args.keep_narrow else 0
         if rank == 0:
-            print(f"train: --init widened the latent to {cfg.latent} channels in {len(widened)} tensors "
-                  "(the new channels are sent but not yet read)", file=sys.stderr)
-    elif init_cfg and init_cfg.recovery_width < cfg.recovery_width:
-        try:
-            widened = widen_recovery(model, init["state_dict"])
-        except ValueError as exc:
-            print(f"train: --init {args.init}: {exc}", file=sys.stderr)
-            return 2
-        if rank == 0:
-            print(f"train: --init widened the loss recovery to {cfg.recovery_width} hidden channels in "
-                  f"{len(widened)} tensors (it predicts as before until it trains)", file=sys.stderr)
+            print(f"train: --init {line}", file=sys.stderr)
     elif args.init:
         skipped = load_fitting(model, init["state_dict"])
         if skipped and rank == 0:

@@ -99,4 +99,9 @@ CONFIGS: dict[str, MSTVSCConfig] = {
         name="tiny-test", depths=(1, 1, 1), widths=(8, 8, 16), st_depths=(1, 1), st_widths=(16, 16),
         ind_depth=1, ind_width=16, latent=4, head_dim=8, experts=2, top_k=1, recovery_width=8, recovery_depth=2,
     ),
+    # The same with two blocks per stage (a shifted-window block after each), as "mid" is to "small".
+    "tiny-test-mid": MSTVSCConfig(
+        name="tiny-test-mid", depths=(2, 2, 2), widths=(8, 8, 16), st_depths=(2, 2), st_widths=(16, 16),
+        ind_depth=2, ind_width=16, latent=4, head_dim=8, experts=2, top_k=1, recovery_width=8, recovery_depth=2,
+    ),
 }

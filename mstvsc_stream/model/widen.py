@@ -1,7 +1,9 @@
-"""Start a wider model from a narrower one's weights, decoding exactly as it did.
+"""Start a wider or deeper model from a smaller one's weights, decoding exactly as it did.
 
 Two widenings: a wider latent (more channels C, a higher rate; :func:`widen_latent`) and wider loss
-recovery modules (more hidden channels, same rate; :func:`widen_recovery`).
+recovery modules (more hidden channels, same rate; :func:`widen_recovery`). One deepening: more Swin
+blocks per stage (:func:`deepen`, e.g. ``small-c48`` -> ``mid-c48``, whose added blocks are the shifted-window
+ones the one-block stages lack).
 
 Copying only the tensors whose shapes match would leave the latent projections and the recovery
 modules' inputs and outputs random: the wider model would start from a broken picture and spend its
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import torch
 
+from .moe import MoE
 from .mstvsc import MSTVSC
+from .swin import SwinBlock
 
 _PRODUCERS = ("to_common.", "to_individual.")
 _READERS = ("from_common.", "from_individual.")
@@ -118,6 +122,42 @@ def widen_recovery(model: MSTVSC, narrow: dict[str, torch.Tensor]) -> list[str]:
         return out
 
     return _load_widened(model, narrow, widen)
+
+
+def deepen(model: MSTVSC, shallow: dict[str, torch.Tensor]) -> list[str]:
+    """Load ``shallow`` (a state dict with fewer Swin blocks per stage) into ``model``.
+
+    Every block of the shallow model keeps its weights; each added block starts as the identity: the
+    output projection of its attention and the output layer of its feed-forward (MLP or experts) are
+    zero, so both of its residual branches add nothing and the picture is the shallow model's. The
+    zero layers still get gradients (their inputs are not zero), and the rest of the block learns
+    once they move. Returns the added blocks' names; raises ``ValueError`` for anything else that differs.
+    """
+    own = model.state_dict()
+    for name, old in shallow.items():
+        if name not in own:
+            raise ValueError(f"{name}: not in the deeper model (deepening never drops a block)")
+        if own[name].shape != old.shape:
+            raise _cannot_widen(name, old, own[name])
+    added = [name for name, m in model.named_modules()
+             if isinstance(m, SwinBlock) and not any(k.startswith(f"{name}.") for k in shallow)]
+    unexplained = [k for k in own if k not in shallow and not k.startswith(tuple(f"{n}." for n in added))]
+    if unexplained:
+        raise ValueError(f"{unexplained[0]}: not in the shallower model, and not in a block it lacks")
+    model.load_state_dict(shallow, strict=False)
+    for name in added:
+        _silence(model.get_submodule(name))
+    return added
+
+
+@torch.no_grad()
+def _silence(block: SwinBlock) -> None:
+    """Zero the layers through which a block's residual branches write."""
+    outputs = [block.attn.proj.weight, block.attn.proj.bias]
+    ffn = block.ffn
+    outputs += [ffn.w2, ffn.b2] if isinstance(ffn, MoE) else [ffn[-1].weight, ffn[-1].bias]
+    for tensor in outputs:
+        tensor.zero_()
 
 
 def _load_widened(model: MSTVSC, narrow: dict[str, torch.Tensor], widen) -> list[str]:
