@@ -43,10 +43,10 @@ class CommonRecovery(nn.Module):
 
     def forward(self, y: torch.Tensor, received: torch.Tensor) -> torch.Tensor:
         """``y``, ``received``: ``[B, 1, h, w, C]`` (received as 0/1 floats)."""
+        missing = 1 - received
         for net in (self.net, *self.refine):
             x = torch.cat([y, received], -1)[:, 0].permute(0, 3, 1, 2)
-            fill = net(x).permute(0, 2, 3, 1)[:, None]
-            y = y + fill * (1 - received)
+            y = y + net(x).permute(0, 2, 3, 1)[:, None] * missing
         return y
 
 
@@ -58,8 +58,8 @@ class IndividualRecovery(nn.Module):
 
     def forward(self, y: torch.Tensor, received: torch.Tensor) -> torch.Tensor:
         """``y``, ``received``: ``[B, T, h, w, C]``."""
+        missing = 1 - received
         for net in (self.net, *self.refine):
             x = torch.cat([y, received], -1).permute(0, 4, 1, 2, 3)
-            fill = net(x).permute(0, 2, 3, 4, 1)
-            y = y + fill * (1 - received)
+            y = y + net(x).permute(0, 2, 3, 4, 1) * missing
         return y
