@@ -136,12 +136,28 @@ def test_weights_live_once_in_the_blob(tiny, cache) -> None:
     _, card, _ = tiny
     graphs = cache_folder(card, SIZE)
     blob = (graphs / WEIGHTS_BLOB).stat().st_size
-    parameter_bytes = sum(p.numel() * 4 for p in MSTVSC(TINY).parameters())
+    model = MSTVSC(TINY)
+    conv_weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+    parameter_bytes = sum(p.numel() * 4 for p in model.parameters()) - sum(w.numel() * 2 for w in conv_weights)
     assert parameter_bytes <= blob < 2 * parameter_bytes  # all weights, once (plus folded index tables)
     for graph in graphs.glob("*.onnx"):
         proto = onnx.load(graph, load_external_data=False)
         inline = sum(len(t.raw_data) for t in proto.graph.initializer)
         assert inline < 0.1 * blob, f"{graph.name} carries its own weights"
+
+
+def test_decoder_convolution_weights_are_stored_in_half_and_computed_in_float(tiny, cache) -> None:
+    _, card, _ = tiny
+    proto = onnx.load(cache_folder(card, SIZE) / "decoder-128x128.onnx", load_external_data=False)
+    stored = {t.name: t.data_type for t in proto.graph.initializer}
+    cast_from = {n.output[0]: (n.input[0], n.attribute[0].i) for n in proto.graph.node if n.op_type == "Cast"}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert convs  # the recovery networks
+    for conv in convs:
+        source, to = cast_from[conv.input[1]]
+        assert to == TensorProto.FLOAT and stored[source] == TensorProto.FLOAT16
+    encoder = onnx.load(cache_folder(card, SIZE) / "encoder-128x128.onnx", load_external_data=False)
+    assert all(t.data_type != TensorProto.FLOAT16 for t in encoder.graph.initializer)  # codes stay exact
 
 
 def test_identical_tensors_of_several_graphs_are_stored_once(tmp_path) -> None:

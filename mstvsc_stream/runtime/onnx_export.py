@@ -7,7 +7,12 @@ ONNX Runtime's dynamic quantisation applied to every matrix product (weights int
 uint8 per run): nothing to calibrate, and the codes stay 3-bit integers, so an int8 sender and an fp32
 receiver (or the reverse) interoperate. Initializers of every graph written in one go are de-duplicated
 into one shared weights blob: the weights are the same at every frame size, so a folder of N sizes
-holds one copy of them instead of N (plus one int8 copy of the matrices).
+holds one copy of them instead of N (plus one int8 copy of the matrices). The decoder's convolution weights
+(the loss recovery's, two thirds of the default model's parameters, which the int8 graphs share) are stored
+in fp16 and cast to fp32 inside the graph, which ONNX Runtime folds once when it loads it. That keeps the
+default model's blob under the repository's 30 MB per file; the model trained under bf16 autocast (coarser
+still), and the recovery only fills lost elements, so a fully received GOP decodes exactly as before. The
+encoder keeps fp32 weights: its outputs are rounded to codes, and rounded weights would flip some.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Protocol
 import numpy as np
 import onnx
 import torch
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 from torch import nn
 
 from ..model import swin
@@ -232,6 +237,8 @@ def _export_part(model: MSTVSC, part: str, padded: tuple[int, int]) -> onnx.Mode
             _clear_swin_caches()
     proto = program.model_proto
     _fold_transposed_weights(proto.graph)
+    if part != ENCODER:
+        _store_convolutions_in_half(proto.graph)
     for node in proto.graph.node:  # source locations of the traced Python: half the file, no use at run time
         del node.metadata_props[:]
         node.doc_string = ""
@@ -251,6 +258,24 @@ def _fold_transposed_weights(graph: onnx.GraphProto) -> None:
     used = {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
     for tensor in [t for t in graph.initializer if t.name not in used]:
         graph.initializer.remove(tensor)
+
+
+def _store_convolutions_in_half(graph: onnx.GraphProto) -> None:
+    """Store every large fp32 convolution weight as fp16 with a ``Cast`` back to fp32 in front of its
+    convolutions (see the module docstring). Compute stays fp32; only the stored values are rounded."""
+    inits = {tensor.name: tensor for tensor in graph.initializer}
+    weights = {n.input[1] for n in graph.node if n.op_type == "Conv" and n.input[1] in inits}
+    casts = []
+    for name in sorted(weights):
+        tensor = inits[name]
+        if tensor.data_type != onnx.TensorProto.FLOAT or np.prod(tensor.dims) * 4 < _INLINE_BYTES:
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), f"{name}.fp16")
+        graph.initializer.remove(tensor)
+        graph.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [name], to=onnx.TensorProto.FLOAT))
+    for position, cast in enumerate(casts):  # before every node, so the graph stays in topological order
+        graph.node.insert(position, cast)
 
 
 def _quantized(proto: onnx.ModelProto) -> onnx.ModelProto:
