@@ -157,7 +157,29 @@ def test_decoder_convolution_weights_are_stored_in_half_and_computed_in_float(ti
         source, to = cast_from[conv.input[1]]
         assert to == TensorProto.FLOAT and stored[source] == TensorProto.FLOAT16
     encoder = onnx.load(cache_folder(card, SIZE) / "encoder-128x128.onnx", load_external_data=False)
-    assert all(t.data_type != TensorProto.FLOAT16 for t in encoder.graph.initializer)  # codes stay exact
+    float_weights = {t.name for t in encoder.graph.initializer if t.data_type == TensorProto.FLOAT}
+    assert all(n.input[1] in float_weights for n in encoder.graph.node if n.op_type == "Conv")  # codes stay exact
+
+
+def test_a_model_shipped_in_half_is_stored_in_half_and_computed_exactly(tmp_path, monkeypatch) -> None:
+    """tools/ship_model.py stores fp16 weights: the graphs then hold (nearly) every weight in fp16 at no cost
+    in parity, since fp16 holds those values exactly; only the q projections (scale folded in) stay fp32."""
+    torch.manual_seed(1)
+    model = MSTVSC(TINY).eval()
+    model.load_state_dict({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    write_model_folder(tmp_path / "half", model)
+    monkeypatch.setenv("MSTVSC_CACHE_DIR", str(tmp_path / "cache"))
+    card = find_model(str(tmp_path / "half"))
+    codec = OnnxCodec(card, threads=1)
+    frames = read_frames(sample_clip_path(), n=TINY.gop, size=SIZE[::-1])
+    parity = check_parity(load_torch_model(card), codec, frames)
+    assert parity.code_mismatch == 0 and parity.decoder_max_abs_lossy <= 1e-5
+    for part in ("encoder", "decoder"):
+        proto = onnx.load(cache_folder(card, SIZE) / f"{part}-128x128.onnx", load_external_data=False)
+        sizes = {t.data_type: 0 for t in proto.graph.initializer}
+        for t in proto.graph.initializer:
+            sizes[t.data_type] += int(np.prod(t.dims))
+        assert sizes[TensorProto.FLOAT16] > 5 * sizes.get(TensorProto.FLOAT, 0), part
 
 
 def test_identical_tensors_of_several_graphs_are_stored_once(tmp_path) -> None:

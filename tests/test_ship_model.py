@@ -56,6 +56,10 @@ def test_a_model_trained_on_from_shipped_weights_carries_its_history(tmp_path: P
          "--data", "new clips", "old clips, reworded")
     card = json.loads((shipped_root / "later" / "card.json").read_text())
     assert card["weights_sha256"] == file_sha256(shipped_root / "later" / "weights.pt")
+    stored = torch.load(shipped_root / "later" / "weights.pt", weights_only=True)["state_dict"]
+    trained = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert all(stored[k].dtype == torch.float16 for k in trained if trained[k].is_floating_point())
+    assert all(torch.equal(stored[k].float(), trained[k].half().float()) for k in trained)
     training = card["training"]
     assert (training["steps"], training["stage1_steps"], training["continues"]) == (7280, 3024, "earlier@0123456789abcdef")
     assert training["hours"] == pytest.approx(3.78 + 0.3)

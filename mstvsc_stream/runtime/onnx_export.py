@@ -12,7 +12,9 @@ holds one copy of them instead of N (plus one int8 copy of the matrices). The de
 in fp16 and cast to fp32 inside the graph, which ONNX Runtime folds once when it loads it. That keeps the
 default model's blob under the repository's 30 MB per file; the model trained under bf16 autocast (coarser
 still), and the recovery only fills lost elements, so a fully received GOP decodes exactly as before. The
-encoder keeps fp32 weights: its outputs are rounded to codes, and rounded weights would flip some.
+encoder keeps fp32 weights: its outputs are rounded to codes, and rounded weights would flip some. Every
+other weight that fp16 holds exactly (all of them, for a model shipped in fp16) is stored in fp16 as well,
+which changes nothing computed.
 """
 
 from __future__ import annotations
@@ -238,7 +240,7 @@ def _export_part(model: MSTVSC, part: str, padded: tuple[int, int]) -> onnx.Mode
     proto = program.model_proto
     _fold_transposed_weights(proto.graph)
     if part != ENCODER:
-        _store_convolutions_in_half(proto.graph)
+        _store_in_half(proto.graph, _convolution_weights(proto.graph))
     for node in proto.graph.node:  # source locations of the traced Python: half the file, no use at run time
         del node.metadata_props[:]
         node.doc_string = ""
@@ -260,20 +262,31 @@ def _fold_transposed_weights(graph: onnx.GraphProto) -> None:
         graph.initializer.remove(tensor)
 
 
-def _store_convolutions_in_half(graph: onnx.GraphProto) -> None:
-    """Store every large fp32 convolution weight as fp16 with a ``Cast`` back to fp32 in front of its
-    convolutions (see the module docstring). Compute stays fp32; only the stored values are rounded."""
-    inits = {tensor.name: tensor for tensor in graph.initializer}
-    weights = {n.input[1] for n in graph.node if n.op_type == "Conv" and n.input[1] in inits}
+def _large_float_weights(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in graph.initializer
+            if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) * 4 >= _INLINE_BYTES}
+
+
+def _convolution_weights(graph: onnx.GraphProto) -> set[str]:
+    convs = {n.input[1] for n in graph.node if n.op_type == "Conv"}
+    return convs & set(_large_float_weights(graph))
+
+
+def _exact_in_half(graph: onnx.GraphProto) -> set[str]:
+    """The fp32 weights that fp16 holds exactly (all of a model shipped in fp16 but the folded q scale)."""
+    return {name for name, array in _large_float_weights(graph).items()
+            if np.array_equal(array.astype(np.float16).astype(np.float32), array)}
+
+
+def _store_in_half(graph: onnx.GraphProto, names: set[str]) -> None:
+    """Store the named fp32 initializers as fp16, each cast back to fp32 at the top of the graph (see
+    the module docstring). Compute stays fp32."""
     casts = []
-    for name in sorted(weights):
-        tensor = inits[name]
-        if tensor.data_type != onnx.TensorProto.FLOAT or np.prod(tensor.dims) * 4 < _INLINE_BYTES:
-            continue
-        half = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), f"{name}.fp16")
+    for tensor in [t for t in graph.initializer if t.name in names]:
+        half = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), f"{tensor.name}.fp16")
         graph.initializer.remove(tensor)
         graph.initializer.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [name], to=onnx.TensorProto.FLOAT))
+        casts.append(helper.make_node("Cast", [half.name], [tensor.name], to=onnx.TensorProto.FLOAT))
     for position, cast in enumerate(casts):  # before every node, so the graph stays in topological order
         graph.node.insert(position, cast)
 
@@ -334,6 +347,7 @@ def export_graphs(model: MSTVSC, card: ModelCard, sizes: list[tuple[int, int]], 
             # quantised before the blob takes the float weights out of the graph
             protos = {p: fp32 if p == FP32 else _quantized(fp32) for p in precisions}
             for precision, proto in protos.items():
+                _store_in_half(proto.graph, _exact_in_half(proto.graph))
                 for key, value in ((META_WEIGHTS, card.weights_sha256), (META_FORMAT, GRAPH_FORMAT)):
                     proto.metadata_props.add(key=key, value=value)
                 blob.externalize(proto)
