@@ -4,12 +4,12 @@
     python tools/ship_model.py --checkpoint runs/small-c48/best.pt --name mstvsc-small-c48 \
         --val ../shared/data/val --size 640x480 --frames 48
 
-The weights are stored in fp16 (:func:`half_precision`) without optimiser state; the card records their SHA-256 (the test suite fails
-when card and weights disagree, so new weights cannot land without re-measuring), the config and CBR,
-the training data and time (every phase, for a model trained on from shipped weights through runs that
-were never shipped), the stream's kbps at common frame sizes, and PSNR / MS-SSIM at segment loss 0, 0.3,
-0.6 and 0.9 measured through the real wire path on validation clips only (``--val``, plus a second set
-reported beside it with ``--also-val``).
+The weights are stored in fp16 (:func:`half_precision`) without optimiser state; the card records their
+SHA-256 (the test suite fails when card and weights disagree, so new weights cannot land without
+re-measuring), the config and CBR, the training data and time (every phase, for a model trained on from
+shipped weights through runs that were never shipped), the stream's kbps at common frame sizes, and
+PSNR / MS-SSIM at segment loss 0, 0.3, 0.6 and 0.9 measured through the real wire path on validation
+clips only (``--val``, plus a second set reported beside it with ``--also-val``).
 
 ``--compare --checkpoint CKPT --name NAME`` measures a checkpoint the same way and prints it beside the
 shipped model's card, writing nothing: how a training run's best is judged against the ship rule before the
