@@ -29,6 +29,17 @@ def test_every_card_matches_its_weights_and_graphs() -> None:
             assert file_sha256(card.folder / graph) == digest, f"{card.name}: {graph} does not match its card"
 
 
+# The repository takes no file over 30 MB; a model's weights and graphs' blob are what could pass it
+# (tools/ship_model.py stores fp16 weights, and the exporter fp16 convolutions, to stay under).
+FILE_LIMIT_BYTES = 30_000_000
+
+
+def test_every_shipped_file_fits_the_repository() -> None:
+    for card in list_models():
+        for path in card.folder.iterdir():
+            assert path.stat().st_size < FILE_LIMIT_BYTES, f"{path} is {path.stat().st_size / 1e6:.1f} MB"
+
+
 def test_tampered_weights_are_refused(tmp_path) -> None:
     card = find_model(DEFAULT_MODEL)
     folder = tmp_path / "tampered"
