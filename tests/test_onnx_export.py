@@ -16,6 +16,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from tool_modules import load_tool
 
 from mstvsc_stream.media import read_frames, sample_clip_path
 from mstvsc_stream.model.config import CONFIGS
@@ -166,7 +167,7 @@ def test_a_model_shipped_in_half_is_stored_in_half_and_computed_exactly(tmp_path
     in parity, since fp16 holds those values exactly; only the q projections (scale folded in) stay fp32."""
     torch.manual_seed(1)
     model = MSTVSC(TINY).eval()
-    model.load_state_dict({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    model.load_state_dict(load_tool("ship_model").half_precision(model.state_dict()))
     write_model_folder(tmp_path / "half", model)
     monkeypatch.setenv("MSTVSC_CACHE_DIR", str(tmp_path / "cache"))
     card = find_model(str(tmp_path / "half"))

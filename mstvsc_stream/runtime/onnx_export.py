@@ -262,20 +262,22 @@ def _fold_transposed_weights(graph: onnx.GraphProto) -> None:
         graph.initializer.remove(tensor)
 
 
-def _large_float_weights(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    return {t.name: numpy_helper.to_array(t) for t in graph.initializer
-            if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) * 4 >= _INLINE_BYTES}
+def _large_float_weights(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
+    return [t for t in graph.initializer
+            if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) * 4 >= _INLINE_BYTES]
 
 
 def _convolution_weights(graph: onnx.GraphProto) -> set[str]:
     convs = {n.input[1] for n in graph.node if n.op_type == "Conv"}
-    return convs & set(_large_float_weights(graph))
+    return convs & {t.name for t in _large_float_weights(graph)}
 
 
 def _exact_in_half(graph: onnx.GraphProto) -> set[str]:
     """The fp32 weights that fp16 holds exactly (all of a model shipped in fp16 but the folded q scale)."""
-    return {name for name, array in _large_float_weights(graph).items()
-            if np.array_equal(array.astype(np.float16).astype(np.float32), array)}
+    def exact(array: np.ndarray) -> bool:
+        return np.array_equal(array.astype(np.float16).astype(np.float32), array)
+
+    return {t.name for t in _large_float_weights(graph) if exact(numpy_helper.to_array(t))}
 
 
 def _store_in_half(graph: onnx.GraphProto, names: set[str]) -> None:
