@@ -4,12 +4,8 @@
 # not the recovery's mismatch alone; end to end, at stage III's low rate and rates half lossless (so the
 # lossless gain is kept), the encoder learns to put what survives 90 % loss back into the symbols.
 # Argument: the starting weights (default runs/d1r/avg-750.pt). Resumes from runs/d1s/last.pt.
-cd /work/main
+source "$(dirname "$0")/common.sh"
 INIT=${1:-runs/d1r/avg-750.pt}
-python tools/train.py --init "$INIT" \
-  --data ../shared/data/train ../shared/data/train/*.avi ../shared/data/train/*.mkv \
-  --exclude openmpf_flickr_conference_people.mp4 blender_sintel_excerpt.mp4 derf_tractor_field.mp4 \
-  --val ../shared/data/train/more/{openmpf_flickr_conference_people,blender_sintel_excerpt,derf_tractor_field}.mp4 \
-  --val-size 640x360 --val-gops 3 --val-every 250 --save-every 50 --clip-cache runs/clip-cache \
+python tools/train.py --init "$INIT" "${COMMON[@]}" \
   --stage1-steps 0 --stage2-steps 0 --stage3-steps 3000 --stage3-rates 0,0,0.3,0.6,0.9,0.9 --stage3-lr 3e-5 \
-  --warmup 50 --crop 0:256 --batch 2 --precision bf16 --threads 2 --ema 0.998 --resume --out runs/d1s
+  --warmup 50 --crop 0:256 --batch 2 --ema 0.998 --out runs/d1s
