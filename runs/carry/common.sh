@@ -1,9 +1,9 @@
 # Sourced by the run-*.sh scripts here: the data, held-out split, checkpointing and precision every carried run
-# shares, and avg RUN STEP, which saves the weight average of runs/RUN/last.pt as runs/RUN/avg-STEP.pt.
+# shares, and avg RUN STEP, which saves the weight average of runs/RUN/last.pt as runs/RUN/avg-STEP.pt (average.py).
 cd /work/main
 COMMON=(--data ../shared/data/train ../shared/data/train/*.avi ../shared/data/train/*.mkv
   --exclude openmpf_flickr_conference_people.mp4 blender_sintel_excerpt.mp4 derf_tractor_field.mp4
   --val ../shared/data/train/more/{openmpf_flickr_conference_people,blender_sintel_excerpt,derf_tractor_field}.mp4
   --val-size 640x360 --val-gops 3 --val-every 250 --save-every 50 --clip-cache runs/clip-cache
   --precision bf16 --threads 2 --resume)
-avg() { python -c "import torch; c = torch.load('runs/$1/last.pt', weights_only=False); torch.save({'config': c['config'], 'step': c['step'], 'state_dict': {k.removeprefix('module.'): v for k, v in c['average'].items() if k != 'n_averaged'}}, 'runs/$1/avg-$2.pt')"; }
+avg() { python runs/carry/average.py "$1" "$2"; }
