@@ -19,6 +19,16 @@ sys.path.insert(0, str(ROOT / "tools"))
 from ship_model import half_precision  # noqa: E402
 
 
+def averaged_state(last: dict) -> dict:
+    """The weight average's parameters under the model's own names (AveragedModel prefixes ``module.``)."""
+    return {k.removeprefix("module."): v for k, v in last["average"].items() if k != "n_averaged"}
+
+
+def held_out_score(run: Path, step: int) -> dict | None:
+    rows = (json.loads(line) for line in (run / "train_log.jsonl").open() if '"val"' in line)
+    return next((row["val"] for row in rows if row["step"] == step), None)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run")
@@ -27,12 +37,12 @@ def main() -> None:
     args = p.parse_args()
     run = ROOT / "runs" / args.run
     last = torch.load(run / "last.pt", weights_only=False)
-    state = {k.removeprefix("module."): v for k, v in last["average"].items() if k != "n_averaged"}
-    out = {"config": last["config"], "step": last["step"], "state_dict": state}
+    out = {"config": last["config"], "step": last["step"], "state_dict": averaged_state(last)}
     if args.carry:
-        rows = (json.loads(line) for line in (run / "train_log.jsonl").open() if '"val"' in line)
-        out |= {"state_dict": half_precision(state), "val": next((r["val"] for r in rows if r["step"] == args.step), None)}
-    torch.save(out, ROOT / "runs" / "carry" / f"{args.run}-{args.step}.pt" if args.carry else run / f"avg-{args.step}.pt")
+        out.update(state_dict=half_precision(out["state_dict"]), val=held_out_score(run, args.step))
+        torch.save(out, ROOT / "runs" / "carry" / f"{args.run}-{args.step}.pt")
+    else:
+        torch.save(out, run / f"avg-{args.step}.pt")
 
 
 if __name__ == "__main__":
