@@ -7,3 +7,8 @@ COMMON=(--data ../shared/data/train ../shared/data/train/*.avi ../shared/data/tr
   --val-size 640x360 --val-gops 3 --val-every 250 --save-every 50 --clip-cache runs/clip-cache
   --precision bf16 --threads 2 --resume)
 avg() { python runs/carry/average.py "$1" "$2"; }
+# run_to RUN STEP INIT ARGS...: train runs/RUN from INIT with COMMON and ARGS unless its average avg-STEP.pt exists.
+run_to() {
+  local run=$1 step=$2 init=$3; shift 3
+  [ -f "runs/$run/avg-$step.pt" ] || { python tools/train.py --init "$init" "${COMMON[@]}" "$@" --out "runs/$run" && avg "$run" "$step"; }
+}

@@ -9,5 +9,5 @@ S3=(--stage1-steps 0 --stage2-steps 0 --stage3-steps 1200 --stage3-rates 0,0,0.3
   --warmup 50 --crop 0:256 --batch 2 --ema 0.998)
 R=(--stage1-steps 0 --stage2-steps 1500 --recovery-only --rates 0.3,0.6,0.9,0.9 --lr 3e-4 --warmup 50 --crop 0:256
   --batch 4 --ema 0.998)
-[ -f runs/d5s/avg-1200.pt ] || { python tools/train.py --init runs/carry/d4c-1250.pt "${COMMON[@]}" "${S3[@]}" --out runs/d5s && avg d5s 1200; }
-[ -f runs/d5r/avg-1500.pt ] || { python tools/train.py --init runs/d5s/avg-1200.pt "${COMMON[@]}" "${R[@]}" --out runs/d5r && avg d5r 1500; }
+run_to d5s 1200 runs/carry/d4c-1250.pt "${S3[@]}"
+run_to d5r 1500 runs/d5s/avg-1200.pt "${R[@]}"
