@@ -224,6 +224,9 @@ def test_compare_needs_a_checkpoint_and_a_shipped_model(tmp_path: Path, shipped_
         ship(monkeypatch, "--checkpoint", str(write_run(tmp_path / "run", 3, 2, 1.0, "best.pt")),
              "--name", "missing", "--compare")
     assert "is not a shipped model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ship(monkeypatch, "--checkpoint", str(tmp_path / "avg-250.pt"), "--name", "earlier", "--compare")
+    assert f"--checkpoint {tmp_path / 'avg-250.pt'}: no such file" in capsys.readouterr().err
 
 
 def test_a_run_between_can_end_at_the_step_the_next_one_started_from(

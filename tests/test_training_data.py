@@ -244,6 +244,9 @@ def test_train_tool_adds_recovery_stages_to_an_init(tmp_path: Path, capsys: pyte
     with pytest.raises(SystemExit):
         train.main(["--init", str(init), "--recovery-stages", "0", "--out", str(out)])
     assert "--recovery-stages 0: expected a number of stacks, at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--init", str(tmp_path / "missing.pt"), "--out", str(out)])
+    assert f"--init {tmp_path / 'missing.pt'}: no such file" in capsys.readouterr().err
 
 
 def test_train_tool_deepens_an_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

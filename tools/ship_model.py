@@ -210,6 +210,8 @@ def main() -> int:
                    help="with --checkpoint: measure it and print it beside the shipped --name's card; write nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress lines")
     args = p.parse_args()
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        p.error(f"--checkpoint {args.checkpoint}: no such file (a run's avg-STEP.pt or best.pt, or a carried .pt)")
     if args.through and not args.continues:
         p.error("--through needs --continues (the shipped model the first run started from)")
     for run, step in args.through:
