@@ -1,5 +1,5 @@
 #!/bin/bash
-# Fifteenth round, the default: one more round of the fourteenth's recipe (runs/carry/run-e1.sh) from its end
+# Fifteenth round, the default: one more round of the fourteenth's recipe (run-e1.sh in commit fc7c629) from its end
 # (runs/e1r step 1,500, carried as runs/carry/e1r-1500.pt): stage I at crop 256 (runs/f1), stage III (runs/f1s),
 # the loss recovery alone (runs/f1r), each 1,000 steps. Resumes each run from its last.pt if runs/ survived.
 source "$(dirname "$0")/common.sh"
