@@ -247,6 +247,7 @@ def test_train_tool_adds_recovery_stages_to_an_init(tmp_path: Path, capsys: pyte
     with pytest.raises(SystemExit):
         train.main(["--init", str(tmp_path / "missing.pt"), "--out", str(out)])
     assert f"--init {tmp_path / 'missing.pt'}: no such file" in capsys.readouterr().err
+    assert train.parse_args(["--init", str(tmp_path / "missing.pt"), "--out", str(out), "--resume"]).resume  # not read
 
 
 def test_train_tool_deepens_an_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -121,7 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--recovery-width {args.recovery_width}: expected a number of channels, at least 1")
     if args.recovery_stages is not None and args.recovery_stages < 1:
         p.error(f"--recovery-stages {args.recovery_stages}: expected a number of stacks, at least 1")
-    if args.init is not None and not args.init.is_file():
+    resuming = args.resume and (args.out / "last.pt").exists()  # then --init is not read
+    if args.init is not None and not args.init.is_file() and not resuming:
         p.error(f"--init {args.init}: no such file (a run's checkpoint or a shipped model's weights.pt)")
     return args
 
