@@ -13,8 +13,8 @@ from mstvsc_stream.model.config import CONFIGS, MSTVSCConfig, padded_size
 from mstvsc_stream.model.moe import MoE
 from mstvsc_stream.model.mstvsc import MSTVSC, Latents
 from mstvsc_stream.model.recovery import CommonRecovery, IndividualRecovery
-from mstvsc_stream.model.training import (LossWeights, encoder_parameters, erase, recovery_parameters, set_stage,
-                                          stage1_loss, stage2_loss)
+from mstvsc_stream.model.training import (LossWeights, distortion, encoder_parameters, erase, recovery_parameters,
+                                          set_stage, stage1_loss, stage2_loss)
 from mstvsc_stream.model.widen import deepen, widen_latent, widen_recovery
 from mstvsc_stream.runtime.torch_backend import TorchCodec
 
@@ -127,6 +127,39 @@ def test_training_steps_reduce_loss() -> None:
     loss2, info2 = stage2_loss(model, frames, torch.tensor([0.3, 0.9]), LossWeights())
     loss2.backward()
     assert set(info2) == {"mse", "aux", "latent"} and np.isfinite(loss2.item())
+
+
+def test_balanced_distortion_weighs_each_gop_per_db() -> None:
+    """``--balanced-rates``: a GOP with 4x the error gets 1/4 of the pull per unit of error it would get
+    plainly, relative to a GOP at the batch's mean error; equal errors give the plain gradient exactly."""
+    frames = torch.zeros(2, 2, 4, 4, 3)
+    recon = torch.ones_like(frames) * torch.tensor([0.1, 0.2]).view(2, 1, 1, 1, 1)  # MSEs 0.01 and 0.04
+    grads = {}
+    for balanced in (False, True):
+        r = recon.clone().requires_grad_(True)
+        term, mse = distortion(r, frames, balanced)
+        term.backward()
+        grads[balanced] = r.grad
+        assert mse.item() == pytest.approx(0.025)
+    ratio = (grads[True] / grads[False]).flatten(1)
+    assert torch.allclose(ratio[0], torch.tensor(0.025 / 0.01)) and torch.allclose(ratio[1], torch.tensor(0.025 / 0.04))
+    same = torch.full_like(frames, 0.3, requires_grad=True)
+    plain, balanced = (torch.autograd.grad(distortion(same, frames, b)[0], same)[0] for b in (False, True))
+    assert torch.allclose(plain, balanced)
+
+
+def test_a_balanced_stage_ii_step_trains_and_reports_the_plain_mse() -> None:
+    torch.manual_seed(2)
+    model = MSTVSC(TINY).train()
+    frames = torch.rand(2, TINY.gop, 64, 64, 3)
+    set_stage(model, 2)
+    torch.manual_seed(3)
+    plain_loss, plain = stage2_loss(model, frames, torch.tensor([0.0, 0.9]), LossWeights())
+    torch.manual_seed(3)
+    loss, info = stage2_loss(model, frames, torch.tensor([0.0, 0.9]), LossWeights(balanced=True))
+    loss.backward()
+    assert info["mse"] == pytest.approx(plain["mse"]) and loss.item() != pytest.approx(plain_loss.item())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
 
 
 def test_save_load_round_trip() -> None:

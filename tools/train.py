@@ -8,7 +8,8 @@ checkpoints, resume and validation.
 Stages run in order and any may be 0 steps long: I (everything, noise quantisation), II (encoder
 frozen, erasure at ``--rates``; with ``--recovery-only`` the synthesis is frozen too, which leaves the
 lossless picture exactly as it was), III (everything, wire rounding straight through, erasure at
-``--stage3-rates``, learning rate ``--stage3-lr``). ``--exclude`` keeps clips (by file name pattern) out
+``--stage3-rates``, learning rate ``--stage3-lr``; ``--balanced-rates`` weighs each GOP per dB rather than per
+unit of error, so the lossless GOPs are not outweighed by the lossy ones). ``--exclude`` keeps clips (by file name pattern) out
 of training, so checkpoints can be picked on whole held-out clips passed to ``--val``.
 
 Data: any mix of video files/folders (``--data``), a Vimeo-90k septuplet root (``--vimeo``) and
@@ -100,6 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recovery-only", action="store_true", help="stage II trains the loss-recovery modules "
                    "alone (synthesis frozen too): the lossless picture cannot change, so --rates may lean on "
                    "heavy loss, e.g. 0.6,0.9,0.9 (a rate of 0 teaches nothing here)")
+    p.add_argument("--balanced-rates", action="store_true", help="stages II and III: each GOP's error enters "
+                   "as its log (a PSNR), not as its MSE, so every loss rate drawn counts per dB and a lossy GOP's "
+                   "larger error does not outweigh a lossless one's (see model.training.distortion)")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=200)
@@ -394,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train: {exc}", file=sys.stderr)
         return 2
     autocast = torch.bfloat16 if args.precision == "bf16" else None
-    objective = StageLoss(model, LossWeights(), autocast=autocast)
+    objective = StageLoss(model, LossWeights(balanced=args.balanced_rates), autocast=autocast)
     stage = stage_at(step, args)[0]
     net, optimizer = make_objective(model, objective, stage, args, distributed, kept)
     if state and "optimizer" in state and state.get("stage") == stage:

@@ -31,6 +31,7 @@ class LossWeights:
     alpha: float = 1.0
     beta: float = 0.01
     gamma: float = 0.002
+    balanced: bool = False  # stages II/III: see :func:`distortion`
 
 
 def erase(y: Latents, rates: torch.Tensor) -> tuple[Latents, Latents]:
@@ -106,6 +107,22 @@ def _train_rows_from(p: torch.nn.Parameter, first: int) -> None:
     p.kept_rows = first
 
 
+def distortion(recon: torch.Tensor, frames: torch.Tensor, balanced: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the term to minimise, the plain MSE) of a batch of GOPs ``[B, T, H, W, 3]``.
+
+    Plain: the batch's MSE, so a GOP's pull on the weights grows with its error, and a batch mixing loss
+    rates is steered by its lossy GOPs (several times the lossless error). ``balanced``: the mean of each
+    GOP's log MSE (a PSNR), scaled by the batch's MSE (a constant) so the step size stays as it was: every
+    GOP then counts per dB, which is how the picture is judged at each loss rate, and the lossless GOPs of
+    a stage III batch keep their weight. With equal errors both give the same gradient.
+    """
+    per_gop = (recon.float() - frames).pow(2).flatten(1).mean(1)
+    mse = per_gop.mean()
+    if not balanced:
+        return mse, mse
+    return per_gop.clamp_min(1e-12).log().mean() * mse.detach(), mse
+
+
 def _round_through(y: torch.Tensor) -> torch.Tensor:
     """The wire's rounding forward, identity backward (straight-through estimator)."""
     return y + (quantize(y, False) - y).detach()
@@ -132,13 +149,12 @@ def lossy_loss(model: MSTVSC, frames: torch.Tensor, rates: torch.Tensor, w: Loss
             sent = model.encode(frames)
     received, mask = erase(sent, rates)
     recovered = model.recover(received, mask)
-    recon = model.synthesis(recovered)
-    mse = F.mse_loss(recon.float(), frames)
+    term, mse = distortion(model.synthesis(recovered), frames, w.balanced)
     aux = model.aux_loss()
     target = Latents(sent.common.detach(), sent.individual.detach())
     latent = (F.mse_loss(recovered.individual.float(), target.individual.float())
               + F.mse_loss(recovered.common.float(), target.common.float()))
-    loss = w.alpha * mse + w.beta * aux + w.gamma * latent
+    loss = w.alpha * term + w.beta * aux + w.gamma * latent
     return loss, {"mse": mse.item(), "aux": aux.item(), "latent": latent.item()}
 
 
