@@ -9,8 +9,8 @@ Stages run in order and any may be 0 steps long: I (everything, noise quantisati
 frozen, erasure at ``--rates``; with ``--recovery-only`` the synthesis is frozen too, which leaves the
 lossless picture exactly as it was), III (everything, wire rounding straight through, erasure at
 ``--stage3-rates``, learning rate ``--stage3-lr``; ``--balanced-rates`` weighs each GOP per dB rather than per
-unit of error, so the lossless GOPs are not outweighed by the lossy ones). ``--exclude`` keeps clips (by file name pattern) out
-of training, so checkpoints can be picked on whole held-out clips passed to ``--val``.
+unit of error, so the lossless GOPs are not outweighed by the lossy ones). ``--exclude`` keeps clips (by file
+name pattern) out of training, so checkpoints can be picked on whole held-out clips passed to ``--val``.
 
 Data: any mix of video files/folders (``--data``), a Vimeo-90k septuplet root (``--vimeo``) and
 scikit-image photos animated with camera motion (on unless ``--no-stills``). ``--resume`` continues
@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "alone (synthesis frozen too): the lossless picture cannot change, so --rates may lean on "
                    "heavy loss, e.g. 0.6,0.9,0.9 (a rate of 0 teaches nothing here)")
     p.add_argument("--balanced-rates", action="store_true", help="stages II and III: each GOP's error enters "
-                   "as its log (a PSNR), not as its MSE, so every loss rate drawn counts per dB and a lossy GOP's "
+                   "as its log (a PSNR, up to sign and scale), not as its MSE, so every loss rate drawn counts per dB and a lossy GOP's "
                    "larger error does not outweigh a lossless one's (see model.training.distortion)")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
     p.add_argument("--seed", type=int, default=0)

@@ -112,9 +112,10 @@ def distortion(recon: torch.Tensor, frames: torch.Tensor, balanced: bool) -> tup
 
     Plain: the batch's MSE, so a GOP's pull on the weights grows with its error, and a batch mixing loss
     rates is steered by its lossy GOPs (several times the lossless error). ``balanced``: the mean of each
-    GOP's log MSE (a PSNR), scaled by the batch's MSE (a constant) so the step size stays as it was: every
-    GOP then counts per dB, which is how the picture is judged at each loss rate, and the lossless GOPs of
-    a stage III batch keep their weight. With equal errors both give the same gradient.
+    GOP's log MSE (a PSNR, up to sign and scale), scaled by the batch's MSE (a constant) so the step size
+    stays as it was: every GOP then counts per dB, which is how the picture is judged at each loss rate,
+    and the lossless GOPs of a stage III batch keep their weight. With equal errors both give the same
+    gradient.
     """
     per_gop = (recon.float() - frames).pow(2).flatten(1).mean(1)
     mse = per_gop.mean()
