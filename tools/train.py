@@ -102,8 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "alone (synthesis frozen too): the lossless picture cannot change, so --rates may lean on "
                    "heavy loss, e.g. 0.6,0.9,0.9 (a rate of 0 teaches nothing here)")
     p.add_argument("--balanced-rates", action="store_true", help="stages II and III: each GOP's error enters "
-                   "as its log (a PSNR, up to sign and scale), not as its MSE, so every loss rate drawn counts per dB and a lossy GOP's "
-                   "larger error does not outweigh a lossless one's (see model.training.distortion)")
+                   "as its log (a PSNR, up to sign and scale), not as its MSE, so every loss rate drawn counts "
+                   "per dB and a lossy GOP's larger error does not outweigh a lossless one's "
+                   "(see model.training.distortion)")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=200)
