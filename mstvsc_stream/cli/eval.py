@@ -22,6 +22,7 @@ from ..net.loss import BernoulliLoss, GilbertElliottLoss, LossModel, parse_proba
 from ..progress import Progress
 from .common import (
     add_model_args,
+    add_refine_arg,
     add_seed_arg,
     check_output_path,
     checked,
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write PNG strips of the middle GOP for every scheme and loss, and its common-only / "
                         "individual-only reconstructions")
     add_model_args(p)
+    add_refine_arg(p)
     add_seed_arg(p)
     return p
 

@@ -18,17 +18,10 @@ from ..net.loss import parse_probability
 from ..analysis.plan_figures import Link, loss_surface_png, quality_surface_png
 from ..analysis.planner import PlanError, QualityCurve, loss_floor, plan_for_quality, plan_packets
 from ..runtime import DEFAULT_MODEL, find_model
-from .common import check_output_path, checked, parser, positive_int, run_main, setup_logging
+from .common import check_output_path, checked, non_negative_int, parser, positive_int, run_main, setup_logging
 
 PAPER_HEADER = 3 + 8 + 20 + 18  # application + UDP + IPv4 + Ethernet header and FCS (section V-A)
 PAPER_QUALITY_PLANE = 0.7  # Fig. 10's MS-SSIM plane, drawn when no --min-ms-ssim is given
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} is not a whole number >= 0")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from ..pipeline.sender import Sender, SenderConfig
 from ..runtime.base import Codec
 from .common import (
     add_model_args,
+    add_refine_arg,
     add_seed_arg,
     check_output_path,
     check_resolves,
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=checked(positive_int), metavar="N", help="stop after N frames")
     p.add_argument("--loop", action="store_true", help="play --input again from the start at its end")
     add_model_args(p)
+    add_refine_arg(p)
     add_seed_arg(p)
     payload = p.add_mutually_exclusive_group()
     payload.add_argument("--payload", type=int, metavar="B", help="segment payload bytes (a multiple of 3)")

@@ -35,6 +35,12 @@ def quantize(y: torch.Tensor, noise: bool) -> torch.Tensor:
     return torch.round(y).clamp(LEVEL_MIN, LEVEL_MAX)
 
 
+def round_through(y: torch.Tensor) -> torch.Tensor:
+    """The wire's rounding forward, identity backward (straight-through estimator): how stage III and
+    sender-side refinement see through the quantiser."""
+    return y + (quantize(y, False) - y).detach()
+
+
 @dataclass
 class Latents:
     common: torch.Tensor  # [B, 1, H/32, W/32, C]

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .mstvsc import MSTVSC, Latents, quantize
+from .mstvsc import MSTVSC, Latents, quantize, round_through
 
 
 @dataclass(frozen=True)
@@ -124,11 +124,6 @@ def distortion(recon: torch.Tensor, frames: torch.Tensor, balanced: bool) -> tup
     return per_gop.clamp_min(1e-12).log().mean() * mse.detach(), mse
 
 
-def _round_through(y: torch.Tensor) -> torch.Tensor:
-    """The wire's rounding forward, identity backward (straight-through estimator)."""
-    return y + (quantize(y, False) - y).detach()
-
-
 def stage1_loss(model: MSTVSC, frames: torch.Tensor, w: LossWeights) -> tuple[torch.Tensor, dict]:
     y = model.analysis(frames)
     yq = Latents(quantize(y.common, True), quantize(y.individual, True))
@@ -144,7 +139,7 @@ def lossy_loss(model: MSTVSC, frames: torch.Tensor, rates: torch.Tensor, w: Loss
     """Stage II (``train_encoder=False``) or III: wire rounding, erasure, recovery, synthesis."""
     if train_encoder:
         y = model.analysis(frames)
-        sent = Latents(_round_through(y.common), _round_through(y.individual))
+        sent = Latents(round_through(y.common), round_through(y.individual))
     else:
         with torch.no_grad():
             sent = model.encode(frames)

@@ -18,15 +18,22 @@ __all__ = ["BACKENDS", "DEVICES", "INT8_PSNR_COST_DB", "PRECISION_CHOICES", "Cod
 
 
 def load_codec(model: str | None = None, backend: str = "auto", device: str = "cpu",
-               threads: int | None = None, precision: str = "auto") -> Codec:
+               threads: int | None = None, precision: str = "auto", refine_steps: int = 0) -> Codec:
     """Open a shipped model (by name or folder) with the requested backend.
 
     ``backend``: "onnx" (ONNX Runtime), "torch" (PyTorch) or "auto" (the fastest usable, logged).
     ``device``: "cpu" or "cuda". ``threads``: intra-op threads (default: see
     :func:`~mstvsc_stream.runtime.onnx_backend.default_threads` for ONNX, PyTorch's own default for torch).
     ``precision``: "fp32", "int8" (ONNX on the CPU only) or "auto" (int8 where it runs).
+    ``refine_steps``: sender-side latent refinement (:mod:`~mstvsc_stream.model.refine`); it needs
+    gradients through the decoder, so it runs on PyTorch ("auto" picks it, "onnx" is refused).
     """
     card = find_model(model)
+    if refine_steps:
+        if backend == "onnx":
+            raise ModelError("--refine differentiates through the decoder, which ONNX Runtime cannot: use "
+                             "--backend torch (or auto)")
+        backend = "torch"
     backend, device = choose_backend(card, backend, device)
     precision = choose_precision(card, backend, device, precision)
     if backend == "onnx":
@@ -40,6 +47,6 @@ def load_codec(model: str | None = None, backend: str = "auto", device: str = "c
 
         if threads:
             torch.set_num_threads(threads)
-        codec = TorchCodec(load_torch_model(card, device), card.model_id, device)
+        codec = TorchCodec(load_torch_model(card, device), card.model_id, device, refine_steps)
     log.info("model %s on %s", card.model_id, codec.backend)
     return codec

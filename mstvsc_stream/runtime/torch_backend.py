@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ..model.mstvsc import MSTVSC, Latents
+from ..model.refine import refine
 from .layout import check_frames, join_codes, pad_frames, split_codes, to_uint8
 from .zoo import ModelCard, ModelError
 
@@ -21,10 +22,12 @@ def load_torch_model(card: ModelCard, device: str = "cpu") -> MSTVSC:
 
 
 class TorchCodec:
-    """:class:`~mstvsc_stream.runtime.base.Codec` running the PyTorch model."""
+    """:class:`~mstvsc_stream.runtime.base.Codec` running the PyTorch model; ``refine_steps`` > 0 refines
+    each GOP's latent against the decoder before sending (:func:`~mstvsc_stream.model.refine.refine`)."""
 
-    def __init__(self, model: MSTVSC, model_id: str, device: str = "cpu") -> None:
+    def __init__(self, model: MSTVSC, model_id: str, device: str = "cpu", refine_steps: int = 0) -> None:
         self.model = model.eval().to(device)
+        self.refine_steps = refine_steps
         self.model_id = model_id
         self.cfg = model.cfg
         self.gop = model.cfg.gop
@@ -34,11 +37,10 @@ class TorchCodec:
     def latent_length(self, height: int, width: int) -> int:
         return self.cfg.latent_length(height, width)
 
-    @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> np.ndarray:
         check_frames(frames, self.gop)
         x = torch.from_numpy(pad_frames(frames)).to(self.device)
-        y = self.model.encode(x)
+        y = refine(self.model, x, self.refine_steps)
         return join_codes(y.common.cpu().numpy(), y.individual.cpu().numpy())
 
     @torch.inference_mode()

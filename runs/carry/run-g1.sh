@@ -14,3 +14,6 @@ run_to g1r 1000 runs/g1s/avg-1200.pt --stage1-steps 0 --stage2-steps 1000 --reco
 # Then the fifteenth round's carried mix (rates 0,0.6,0.9,0.9, which held the default's middle) on the same init: runs/g1x.
 run_to g1x 1200 "$INIT" --stage1-steps 0 --stage2-steps 0 --stage3-steps 1200 --stage3-lr 3e-5 --warmup 50 \
   --crop 0:256 --batch 2 --ema 0.998 --balanced-rates --stage3-rates 0,0.6,0.9,0.9
+# Then the loss recovery alone after it, as g1r after g1s: runs/g1xr.
+run_to g1xr 1000 runs/g1x/avg-1200.pt --stage1-steps 0 --stage2-steps 1000 --recovery-only --rates 0.6,0.9,0.9,0.9 \
+  --lr 1e-4 --warmup 100 --crop 0:256 --batch 4 --ema 0.998
