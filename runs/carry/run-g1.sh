@@ -17,3 +17,6 @@ run_to g1x 1200 "$INIT" --stage1-steps 0 --stage2-steps 0 --stage3-steps 1200 --
 # Then the loss recovery alone after it, as g1r after g1s: runs/g1xr.
 run_to g1xr 1000 runs/g1x/avg-1200.pt --stage1-steps 0 --stage2-steps 1000 --recovery-only --rates 0.6,0.9,0.9,0.9 \
   --lr 1e-4 --warmup 100 --crop 0:256 --batch 4 --ema 0.998
+# Then f1y's length on mid-c48 (the sixteenth round's end): g1x's recipe for 3,000 steps, runs/g1y.
+run_to g1y 3000 "$INIT" --stage1-steps 0 --stage2-steps 0 --stage3-steps 3000 --stage3-lr 3e-5 --warmup 50 \
+  --crop 0:256 --batch 2 --ema 0.998 --balanced-rates --stage3-rates 0,0.6,0.9,0.9
