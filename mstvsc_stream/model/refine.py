@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from .mstvsc import LEVEL_MAX, LEVEL_MIN, MSTVSC, Latents, round_through
-from .training import erase
+from .training import erase, gop_mse
 
 REFINE_RATES = (0.0, 0.6, 0.9, 0.9)  # the loss rates the steps take in turn (the carried f1x's training mix)
 REFINE_LR = 0.05  # in quantisation levels per step (Adam)
@@ -36,7 +36,7 @@ def refine(model: MSTVSC, frames: torch.Tensor, steps: int, rates: tuple[float, 
         if steps <= 0:
             return model.encode(frames)
         start = model.analysis(frames)
-    latent = [start.common.detach().float().requires_grad_(), start.individual.detach().float().requires_grad_()]
+    latent = [start.common.float().requires_grad_(), start.individual.float().requires_grad_()]
     optimizer = torch.optim.Adam(latent, lr=lr)
     batch = frames.shape[0]
     fast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=frames.device.type == "cpu")
@@ -45,7 +45,7 @@ def refine(model: MSTVSC, frames: torch.Tensor, steps: int, rates: tuple[float, 
         for k in range(steps):
             rate = torch.full((batch,), rates[k % len(rates)], device=frames.device)
             received, mask = erase(Latents(*(round_through(t) for t in latent)), rate)
-            error = (model.synthesis(model.recover(received, mask)).float() - frames).pow(2).flatten(1).mean(1)
+            error = gop_mse(model.synthesis(model.recover(received, mask)), frames)
             for t, g in zip(latent, torch.autograd.grad(error.log().sum(), latent)):  # the weights get none
                 t.grad = g
             optimizer.step()

@@ -107,6 +107,11 @@ def _train_rows_from(p: torch.nn.Parameter, first: int) -> None:
     p.kept_rows = first
 
 
+def gop_mse(recon: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Each GOP's mean squared error, ``[B]``, of a batch of GOPs ``[B, T, H, W, 3]`` (in fp32)."""
+    return (recon.float() - frames).pow(2).flatten(1).mean(1)
+
+
 def distortion(recon: torch.Tensor, frames: torch.Tensor, balanced: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(the term to minimise, the plain MSE) of a batch of GOPs ``[B, T, H, W, 3]``.
 
@@ -117,7 +122,7 @@ def distortion(recon: torch.Tensor, frames: torch.Tensor, balanced: bool) -> tup
     and the lossless GOPs of a stage III batch keep their weight. With equal errors both give the same
     gradient.
     """
-    per_gop = (recon.float() - frames).pow(2).flatten(1).mean(1)
+    per_gop = gop_mse(recon, frames)
     mse = per_gop.mean()
     if not balanced:
         return mse, mse
