@@ -388,8 +388,30 @@ def test_learned_spread_follows_a_sender_that_starts_pacing_slower() -> None:
     assert buffer.stats.segments_late > 0, "the first slow GOPs lost their last segments to the old estimate"
 
 
+def test_a_stream_whose_pacing_slows_once_reports_arrive_loses_nothing_at_its_start() -> None:
+    """The sender paces its first GOPs over a quarter of the interval (open loop), then over nearly all of
+    it (closed loop): learning from the first GOP alone made the next ones lose their last segments."""
+    buffer = GopBuffer(playout_margin_s=0.01, guarded=True, learn_span=True)
+    stream = paced_stream(FakeSender(), range(30), lambda counter: GOP_S / 4 if counter < 2 else 0.9 * GOP_S, loss=0.3)
+    waits = release_waits(buffer, stream)
+    assert buffer.stats.segments_late == 0
+    assert np.median([waits[c] for c in range(15, 28)]) == pytest.approx(0.9 * GOP_S + 0.01, abs=0.01), "learned after"
+
+
+def test_arrival_spread_waits_for_warmup_gops_before_trusting_them() -> None:
+    spread = ArrivalSpread(window=16, warmup=3)
+    for counter in range(2):
+        spread.released(counter, counter, counter + 0.01)
+        assert spread.span(0.13) == 0.13, "too few GOPs yet: the ceiling"
+    spread.released(2, 2.0, 2.01)
+    assert spread.span(0.13) == pytest.approx(0.01)
+    spread.reset()
+    spread.released(3, 3.0, 3.01)
+    assert spread.span(0.13) == 0.13, "a new session warms up again"
+
+
 def test_arrival_spread_is_the_longest_recent_one_under_a_ceiling() -> None:
-    spread = ArrivalSpread(window=3)
+    spread = ArrivalSpread(window=3, warmup=1)
     assert spread.span(ceiling=0.13) == 0.13, "nothing learned yet: the ceiling"
     spread.released(1, 10.0, 10.02)
     spread.released(2, 11.0, 11.0)  # one datagram: no spread
