@@ -126,7 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--recovery-width {args.recovery_width}: expected a number of channels, at least 1")
     if args.recovery_stages is not None and args.recovery_stages < 1:
         p.error(f"--recovery-stages {args.recovery_stages}: expected a number of stacks, at least 1")
-    args.resuming = args.resume and (args.out / "last.pt").exists()  # then --init is not read
+    args.last = args.out / "last.pt"  # the checkpoint a run resumes from
+    args.resuming = args.resume and args.last.exists()  # then --init is not read
     if args.init is not None and not args.init.is_file() and not args.resuming:
         p.error(f"--init {args.init}: no such file (a run's checkpoint or a shipped model's weights.pt)")
     return args
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)  # identical initial weights on every rank
     args.out.mkdir(parents=True, exist_ok=True)
 
-    last = args.out / "last.pt"
+    last = args.last
     state = torch.load(last, map_location="cpu", weights_only=False) if args.resuming else None
     if state:
         cfg = MSTVSCConfig.from_dict(state["config"])
