@@ -230,16 +230,24 @@ def parts(y: Latents) -> tuple[torch.Tensor, torch.Tensor]:
     return y.common, y.individual
 
 
-def test_widened_latent_decodes_as_the_narrow_model() -> None:
+@pytest.mark.parametrize("stages", [1, 2])
+def test_widened_latent_decodes_as_the_narrow_model(stages: int) -> None:
     """C = 96 starts from c48's weights: the widened model must give the narrow model's picture, with and
-    without losses, while its encoder already sends something on the new channels."""
+    without losses, while its encoder already sends something on the new channels; a recovery cascade's
+    later stacks (trained: their last layer no longer zero) are widened as the first."""
     torch.manual_seed(0)
-    narrow = MSTVSC(TINY).eval()
-    wide = MSTVSC(dataclasses.replace(TINY, latent=2 * TINY.latent)).eval()
+    cfg = dataclasses.replace(TINY, recovery_stages=stages)
+    narrow = MSTVSC(cfg).eval()
+    with torch.no_grad():
+        for p in narrow.parameters():
+            if not p.any():
+                p.normal_(0, 0.1)  # as if trained: the cascade's last layers start at zero
+    wide = MSTVSC(dataclasses.replace(cfg, latent=2 * cfg.latent)).eval()
     widened = widen_latent(wide, narrow.state_dict())
     assert "to_common.weight" in widened and "common_recovery.net.0.weight" in widened
-    frames = torch.rand(1, TINY.gop, 64, 64, 3)
-    c = TINY.latent
+    assert ("individual_recovery.refine.0.0.weight" in widened) == (stages == 2)
+    frames = torch.rand(1, cfg.gop, 64, 64, 3)
+    c = cfg.latent
 
     def erase_half(t: torch.Tensor) -> torch.Tensor:
         return (torch.rand_like(t) > 0.5).float()

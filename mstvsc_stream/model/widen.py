@@ -12,9 +12,10 @@ narrow model's weights on the channels both share (Net2WiderNet, Chen et al. 201
 
 * the encoder's projections (``to_common``, ``to_individual``) produce the old channels as before, plus
   new ones from their usual random initialisation, so the new channels carry something to learn from;
-* everything that reads the latent (``from_common``, ``from_individual``, the first recovery layer,
-  which reads latent and mask side by side) reads the new channels through zero weights;
-* the recovery modules' last layer predicts the old channels as before and nothing for the new ones.
+* everything that reads the latent (``from_common``, ``from_individual``, the first layer of each
+  recovery stack, a cascade's later stacks included, which reads latent and mask side by side) reads
+  the new channels through zero weights;
+* each recovery stack's last layer predicts the old channels as before and nothing for the new ones.
 
 So the widened model decodes exactly as the narrow one did, new channels sent but not yet read, and
 training teaches it to use them. Zero weights still get gradients (their inputs are not zero).
@@ -30,7 +31,7 @@ from .swin import SwinBlock
 
 _PRODUCERS = ("to_common.", "to_individual.")
 _READERS = ("from_common.", "from_individual.")
-_RECOVERY = ("common_recovery.net.", "individual_recovery.net.")
+_RECOVERY = ("common_recovery.", "individual_recovery.")
 
 
 def widen_latent(model: MSTVSC, narrow: dict[str, torch.Tensor]) -> list[str]:
@@ -65,14 +66,15 @@ def _narrow_latent(state: dict[str, torch.Tensor]) -> int:
 
 
 def _recovery_layers(model: MSTVSC) -> dict[str, tuple[int, int]]:
-    """(first, last) layer index of each recovery conv stack, by its name prefix."""
-    names = model.state_dict().keys()
-    return {prefix: _conv_indices(names, prefix) for prefix in _RECOVERY}
-
-
-def _conv_indices(names, prefix: str) -> tuple[int, int]:
-    idx = sorted({int(k[len(prefix):].split(".")[0]) for k in names if k.startswith(prefix)})
-    return idx[0], idx[-1]
+    """(first, last) layer index of each recovery conv stack, by its name prefix: each module's first
+    stack (``common_recovery.net.``) and its cascade's later ones (``common_recovery.refine.0.``), every
+    one of which reads ``[latent, mask]`` and writes the latent."""
+    layers: dict[str, list[int]] = {}
+    for name in model.state_dict():
+        if name.startswith(_RECOVERY):
+            stack, layer, _ = name.rsplit(".", 2)
+            layers.setdefault(f"{stack}.", []).append(int(layer))
+    return {stack: (min(idx), max(idx)) for stack, idx in layers.items()}
 
 
 def _layer(name: str, recovery_layers: dict[str, tuple[int, int]]) -> tuple[bool, bool]:
