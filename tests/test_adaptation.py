@@ -265,6 +265,43 @@ def test_the_sender_halves_its_frame_rate_in_a_new_session_and_comes_back(tiny: 
     assert report["seconds_degraded"] > 0
 
 
+class RefiningCodec(SleepyCodec):
+    """A :class:`~mstvsc_stream.runtime.base.Refining` codec on the clock: its own pass takes 10 ms, each
+    refinement step 20 ms, and it takes the steps that fit in ``refine_budget_s`` (every one without)."""
+
+    def __init__(self, codec: TorchCodec, refine_steps: int) -> None:
+        super().__init__(codec, lambda t: False, 0.0)
+        self.refine_steps, self.refine_budget_s = refine_steps, None
+        self.refined_steps, self.refined_s = 0, 0.0
+        self.budgets: list[float | None] = []
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        began = time.perf_counter()
+        self.budgets.append(self.refine_budget_s)
+        time.sleep(0.01)
+        refining, self.refined_steps = time.perf_counter(), 0
+        while self.refined_steps < self.refine_steps and (
+                self.refine_budget_s is None or time.perf_counter() + 0.02 <= began + self.refine_budget_s):
+            time.sleep(0.02)
+            self.refined_steps += 1
+        self.refined_s = time.perf_counter() - refining
+        return super().encode(frames)
+
+
+@pytest.mark.timeout(60)
+def test_a_live_sender_gives_refinement_three_quarters_of_the_gop_interval(tiny: TorchCodec) -> None:
+    """``--refine`` live: each encode gets 75 % of the GOP interval (100 of 133 ms) and takes the steps
+    that fit, so refinement drops no GOP however many steps were asked for; the report says how many a
+    GOP got. The warm-up times the encoder's own pass (no budget, no steps)."""
+    codec = RefiningCodec(tiny, refine_steps=10**6)
+    _, report = descriptors_of_a_stream(codec, (320, 240), "drop", frames=48)
+    assert report["gops_sent"] == 12 and report["gops_dropped"] == 0
+    warm_up, *live = codec.budgets
+    assert warm_up == 0.0, "the warm-up's blank GOP is timed without refinement"
+    assert len(live) == 12 and all(b == pytest.approx(0.75 * 4 / 30) for b in live)
+    assert 2 <= report["refine_steps_per_gop"] <= 4  # (100 - 10) ms / 20 ms, less what sleeps overrun
+
+
 @pytest.mark.timeout(60)
 def test_the_sender_steps_down_to_a_smaller_size_in_a_new_session(tiny: TorchCodec) -> None:
     codec = SleepyCodec(tiny, lambda t: True, seconds_per_megapixel=0.6)  # 320x240: 0.18 s from the first GOP on

@@ -14,9 +14,12 @@ turn lift 0 % and 60 % and keep 90 % (docs/models.md, "Encoder effort").
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import torch
 
-from .mstvsc import LEVEL_MAX, LEVEL_MIN, MSTVSC, Latents, round_through
+from .mstvsc import LEVEL_MAX, LEVEL_MIN, MSTVSC, Latents, quantize, round_through
 from .training import erase, gop_mse
 
 REFINE_RATES = (0.0, 0.6, 0.9, 0.9)  # the loss rates the steps take in turn (the carried f1x's training mix)
@@ -24,26 +27,43 @@ REFINE_LR = 0.05  # in quantisation levels per step (Adam)
 REFINE_SEED = 0  # the erasure draws: the same GOP refines to the same symbols on every run
 
 
+@dataclass(frozen=True, slots=True)
+class Refined:
+    """What :func:`refine` returns: the wire's latents and what it spent on them."""
+
+    latents: Latents
+    steps: int  # the steps taken (fewer than asked when the deadline came first)
+    seconds: float  # time spent after the encoder's own pass
+
+
 def refine(model: MSTVSC, frames: torch.Tensor, steps: int, rates: tuple[float, ...] = REFINE_RATES,
-           lr: float = REFINE_LR) -> Latents:
-    """The wire's integer latents of ``frames`` ``[B, T, H, W, 3]`` after ``steps`` refinement steps
-    (``steps == 0`` is :meth:`MSTVSC.encode`). The model's weights are not touched.
+           lr: float = REFINE_LR, deadline: float | None = None) -> Refined:
+    """The wire's integer latents of ``frames`` ``[B, T, H, W, 3]`` after up to ``steps`` refinement
+    steps (none is :meth:`MSTVSC.encode`, bit for bit). The model's weights are not touched.
 
     Step ``k`` decodes at loss rate ``rates[k % len(rates)]`` and descends each GOP's log MSE: one decode
     a step (decoding every rate each step cost about 5x as much for much the same gain), and the log
-    keeps a 90 % step's larger error from outweighing a lossless one in Adam's moments."""
+    keeps a 90 % step's larger error from outweighing a lossless one in Adam's moments.
+
+    ``deadline`` (a :func:`time.perf_counter` time) bounds a live sender's encode: no step starts that
+    would end after it, judged by the slowest step so far (the first by the encoder's own pass, which
+    costs less than a step), so a GOP never takes longer than its share of the GOP interval because of
+    refinement."""
+    began = time.perf_counter()
     with torch.no_grad():
-        if steps <= 0:
-            return model.encode(frames)
         start = model.analysis(frames)
+    refining = time.perf_counter()
+    step_s = refining - began  # the slowest step so far; first guess the encoder's pass, less than a step
     latent = [start.common.float().requires_grad_(), start.individual.float().requires_grad_()]
     optimizer = torch.optim.Adam(latent, lr=lr)
     batch = frames.shape[0]
     fast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=frames.device.type == "cpu")
+    taken = 0
     with torch.random.fork_rng(devices=[frames.device] if frames.device.type == "cuda" else []), fast:
         torch.manual_seed(REFINE_SEED)
-        for k in range(steps):
-            rate = torch.full((batch,), rates[k % len(rates)], device=frames.device)
+        while taken < steps and (deadline is None or time.perf_counter() + step_s <= deadline):
+            step_began = time.perf_counter()
+            rate = torch.full((batch,), rates[taken % len(rates)], device=frames.device)
             received, mask = erase(Latents(*(round_through(t) for t in latent)), rate)
             error = gop_mse(model.synthesis(model.recover(received, mask)), frames)
             for t, g in zip(latent, torch.autograd.grad(error.log().sum(), latent)):  # the weights get none
@@ -52,4 +72,7 @@ def refine(model: MSTVSC, frames: torch.Tensor, steps: int, rates: tuple[float, 
             with torch.no_grad():  # past the outer levels rounding no longer moves, nor would the symbol
                 for t in latent:
                     t.clamp_(LEVEL_MIN - 0.5, LEVEL_MAX + 0.5)
-    return Latents(*(round_through(t).detach() for t in latent))
+            taken += 1
+            step_s = max(step_s, time.perf_counter() - step_began)
+    latents = Latents(*(quantize(t.detach(), False) for t in latent))
+    return Refined(latents, taken, time.perf_counter() - refining)

@@ -24,12 +24,13 @@ but what it is told, so tests drive it with a fake clock and a deliberately slow
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..runtime.base import Codec
+from ..runtime.base import Codec, Refining
 from .advice import ENCODER_BEHIND
 
 DEGRADE_MODES = ("drop", "framerate", "resolution")
@@ -273,15 +274,30 @@ def blank_gop_seconds(codec: Codec, width: int, height: int, runs: int,
                       pick: Callable[[list[float]], float] = max,
                       clock: Callable[[], float] = time.perf_counter) -> float | None:
     """Seconds one blank GOP takes to encode at ``width x height``: one untimed encode first (it opens the
-    size's session and grows buffers), then ``pick`` of ``runs`` timed ones (None when ``runs`` is 0)."""
+    size's session and grows buffers), then ``pick`` of ``runs`` timed ones (None when ``runs`` is 0). A
+    refining codec is timed without refinement: its own pass is what a size must afford, and live
+    refinement fills whatever time is left."""
     blank = np.zeros((codec.gop, height, width, 3), np.uint8)
-    codec.encode(blank)
     times = []
-    for _ in range(runs):
-        started = clock()
+    with _without_refinement(codec):
         codec.encode(blank)
-        times.append(clock() - started)
+        for _ in range(runs):
+            started = clock()
+            codec.encode(blank)
+            times.append(clock() - started)
     return pick(times) if times else None
+
+
+@contextmanager
+def _without_refinement(codec: Codec) -> Iterator[None]:
+    if not isinstance(codec, Refining):
+        yield
+        return
+    budget, codec.refine_budget_s = codec.refine_budget_s, 0.0
+    try:
+        yield
+    finally:
+        codec.refine_budget_s = budget
 
 
 def choose_size(codec: Codec, fps: float, candidates: Sequence[tuple[int, int]] = RESOLUTION_STEPS,

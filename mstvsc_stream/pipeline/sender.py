@@ -19,6 +19,10 @@ With a ``key`` every datagram is sealed (:mod:`..wire.sealing`): payloads shrink
 so datagrams keep their size, the rate cap counts the overhead, and a session that has used up its
 nonces gives way to a new one.
 
+A codec that refines its latents (``--refine``, :class:`~..runtime.base.Refining`) is given, live,
+:data:`REFINE_SHARE` of the GOP interval per encode and takes the steps that fit, so refinement uses the
+time the encoder would idle and never drops a GOP; the adaptation judges the encoder by its own pass.
+
 Receiver reports coming back on the sending socket drive the congestion controller
 (:mod:`.closedloop`), whose target also feeds the adaptation policy's link input; ``feedback=False`` or
 a multicast destination keeps the sender open loop.
@@ -39,7 +43,7 @@ import numpy as np
 from ..media import CaptureThread, FrameSource
 from ..net.endpoint import Endpoint
 from ..net.transport import DatagramSender
-from ..runtime.base import Codec, backend_name
+from ..runtime.base import Codec, Refining, backend_name
 from ..timings import Timings
 from ..wire import (
     DEFAULT_SEED,
@@ -76,6 +80,7 @@ CAPTURE_CLOSE_S = 5.0  # how long a sender that ends waits, off the event loop, 
 # encode); a few with framerate or resolution, so a lag is worked off by stepping down, not by dropping
 DEGRADE_BACKLOG = 3
 WARM_UP_TIMED_RUNS = 2  # timed encodes per rung size at start-up (with more than one rung)
+REFINE_SHARE = 0.75  # of the GOP interval a live encode may fill with refinement (the rest is jitter headroom)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class SenderStats:
     segments_sent: int = 0
     descriptors_sent: int = 0
     encode_ms: Timings = field(default_factory=Timings)
+    refine_steps: int = 0  # --refine: steps taken over all GOPs (fewer than asked when the live budget ran out)
 
 
 class Sender:
@@ -132,6 +138,7 @@ class Sender:
     def __init__(self, codec: Codec, source: FrameSource, config: SenderConfig,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.codec = codec
+        self._refining = isinstance(codec, Refining) and codec.refine_steps > 0
         self.source = source
         self.config = config
         # resolution steps only to sizes with graphs at hand
@@ -238,6 +245,8 @@ class Sender:
             "stream_kbps": round(sent_bytes * 8 / gop_seconds / 1000, 1) if gop_seconds else None,
             "encode_ms_p50": stats.encode_ms.percentile(50),
             "encode_ms_p95": stats.encode_ms.percentile(95),
+            **({"refine_steps_per_gop": round(stats.refine_steps / stats.gops_sent, 1) if stats.gops_sent else None}
+               if self._refining else {}),
             "degrade": self.config.degrade,
             "started_at": round(self._started_at, 3),
             **self.policy.summary(),
@@ -328,10 +337,15 @@ class Sender:
                     failure = gop  # the input ended with an error: still tell the receiver it ended
                     break
                 self._follow_rung(gop)
+                if self._refining and self.config.realtime:
+                    self.codec.refine_budget_s = REFINE_SHARE * self.policy.rung.budget_s
                 started = time.perf_counter()
                 segments = await loop.run_in_executor(encoder, self._encode, gop.frames)
                 seconds = time.perf_counter() - started
                 self.stats.encode_ms.add(seconds * 1000)
+                if self._refining:  # the rung is chosen by what the encoder's own pass needs
+                    self.stats.refine_steps += self.codec.refined_steps
+                    seconds -= self.codec.refined_s
                 last = self._descriptor_for(gop)
                 if self.config.realtime and (switch := self.policy.observe_encode(seconds)) is not None:
                     self._announce(switch)

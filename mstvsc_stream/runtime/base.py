@@ -33,6 +33,19 @@ class Codec(Protocol):
     def decode(self, codes: np.ndarray, received: np.ndarray, height: int, width: int) -> np.ndarray: ...
 
 
+@runtime_checkable
+class Refining(Protocol):
+    """A codec that can spend more encode time on a better picture (``--refine``, sender-side latent
+    refinement). A live sender bounds each GOP's encode with ``refine_budget_s`` (None: every one of the
+    ``refine_steps`` asked for) and reads what the last encode spent from ``refined_steps`` and
+    ``refined_s``, so that its adaptation judges the encoder by its own pass, not by the time it was given."""
+
+    refine_steps: int
+    refine_budget_s: float | None
+    refined_steps: int
+    refined_s: float
+
+
 def backend_name(codec: Codec) -> str:
     """What runs ``codec`` for reports ("onnx-cpu-int8", "torch-cpu", ...): the real backends say so in
     ``codec.backend``; any other honest codec (a test's) is named by its class."""

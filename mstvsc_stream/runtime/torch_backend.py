@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -23,11 +25,15 @@ def load_torch_model(card: ModelCard, device: str = "cpu") -> MSTVSC:
 
 class TorchCodec:
     """:class:`~mstvsc_stream.runtime.base.Codec` running the PyTorch model; ``refine_steps`` > 0 refines
-    each GOP's latent against the decoder before sending (:func:`~mstvsc_stream.model.refine.refine`)."""
+    each GOP's latent against the decoder before sending (:func:`~mstvsc_stream.model.refine.refine`),
+    within ``refine_budget_s`` of the encode's start when a live sender sets one
+    (:class:`~mstvsc_stream.runtime.base.Refining`)."""
 
     def __init__(self, model: MSTVSC, model_id: str, device: str = "cpu", refine_steps: int = 0) -> None:
         self.model = model.eval().to(device)
         self.refine_steps = refine_steps
+        self.refine_budget_s: float | None = None
+        self.refined_steps, self.refined_s = 0, 0.0  # what the last encode spent refining
         self.model_id = model_id
         self.cfg = model.cfg
         self.gop = model.cfg.gop
@@ -38,9 +44,13 @@ class TorchCodec:
         return self.cfg.latent_length(height, width)
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
+        began = time.perf_counter()
         check_frames(frames, self.gop)
         x = torch.from_numpy(pad_frames(frames)).to(self.device)
-        y = refine(self.model, x, self.refine_steps)
+        deadline = None if self.refine_budget_s is None else began + self.refine_budget_s
+        refined = refine(self.model, x, self.refine_steps, deadline=deadline)
+        self.refined_steps, self.refined_s = refined.steps, refined.seconds
+        y = refined.latents
         return join_codes(y.common.cpu().numpy(), y.individual.cpu().numpy())
 
     @torch.inference_mode()
