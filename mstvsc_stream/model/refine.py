@@ -25,6 +25,7 @@ from .training import erase, gop_mse
 REFINE_RATES = (0.0, 0.6, 0.9, 0.9)  # the loss rates the steps take in turn (the carried f1x's training mix)
 REFINE_LR = 0.05  # in quantisation levels per step (Adam)
 REFINE_SEED = 0  # the erasure draws: the same GOP refines to the same symbols on every run
+STALE_GUESS = 0.9  # what is left of a step-time guess per GOP that took no step to check it
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +35,11 @@ class Refined:
     latents: Latents
     steps: int  # the steps taken (fewer than asked when the deadline came first)
     seconds: float  # time spent after the encoder's own pass
+    step_s: float  # its slowest step (when it took none, its guess, shrunk): the next GOP's guess
 
 
 def refine(model: MSTVSC, frames: torch.Tensor, steps: int, rates: tuple[float, ...] = REFINE_RATES,
-           lr: float = REFINE_LR, deadline: float | None = None) -> Refined:
+           lr: float = REFINE_LR, deadline: float | None = None, step_s: float = 0.0) -> Refined:
     """The wire's integer latents of ``frames`` ``[B, T, H, W, 3]`` after up to ``steps`` refinement
     steps (none is :meth:`MSTVSC.encode`, bit for bit). The model's weights are not touched.
 
@@ -46,19 +48,19 @@ def refine(model: MSTVSC, frames: torch.Tensor, steps: int, rates: tuple[float, 
     keeps a 90 % step's larger error from outweighing a lossless one in Adam's moments.
 
     ``deadline`` (a :func:`time.perf_counter` time) bounds a live sender's encode: no step starts that
-    would end after it, judged by the slowest step so far (the first by the encoder's own pass, which
-    costs less than a step), so a GOP never takes longer than its share of the GOP interval because of
-    refinement."""
+    would end after it, judged by the slowest step so far, or before the first by ``step_s`` (the last
+    GOP's :attr:`Refined.step_s`) or the encoder's own pass, whichever is longer, so refinement does not
+    make a GOP take longer than its share of the GOP interval."""
     began = time.perf_counter()
     with torch.no_grad():
         start = model.analysis(frames)
     refining = time.perf_counter()
-    step_s = refining - began  # the slowest step so far; first guess the encoder's pass, less than a step
+    step_s = max(step_s, refining - began)  # a step's time before one is timed (the encoder's pass is less)
     latent = [start.common.float().requires_grad_(), start.individual.float().requires_grad_()]
     optimizer = torch.optim.Adam(latent, lr=lr)
     batch = frames.shape[0]
     fast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=frames.device.type == "cpu")
-    taken = 0
+    taken, slowest = 0, 0.0
     with torch.random.fork_rng(devices=[frames.device] if frames.device.type == "cuda" else []), fast:
         torch.manual_seed(REFINE_SEED)
         while taken < steps and (deadline is None or time.perf_counter() + step_s <= deadline):
@@ -73,6 +75,8 @@ def refine(model: MSTVSC, frames: torch.Tensor, steps: int, rates: tuple[float, 
                 for t in latent:
                     t.clamp_(LEVEL_MIN - 0.5, LEVEL_MAX + 0.5)
             taken += 1
-            step_s = max(step_s, time.perf_counter() - step_began)
+            slowest = max(slowest, time.perf_counter() - step_began)
+            step_s = slowest
     latents = Latents(*(quantize(t.detach(), False) for t in latent))
-    return Refined(latents, taken, time.perf_counter() - refining)
+    # Untimed this GOP, the guess shrinks: one slow step (a preemption) must not stop refinement for good.
+    return Refined(latents, taken, time.perf_counter() - refining, step_s if taken else STALE_GUESS * step_s)

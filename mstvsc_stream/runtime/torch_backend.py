@@ -34,6 +34,7 @@ class TorchCodec:
         self.refine_steps = refine_steps
         self.refine_budget_s: float | None = None
         self.refined_steps, self.refined_s = 0, 0.0  # what the last encode spent refining
+        self._step_s = 0.0  # the slowest refinement step yet: a live encode's first step is judged by it
         self.model_id = model_id
         self.cfg = model.cfg
         self.gop = model.cfg.gop
@@ -48,8 +49,8 @@ class TorchCodec:
         check_frames(frames, self.gop)
         x = torch.from_numpy(pad_frames(frames)).to(self.device)
         deadline = None if self.refine_budget_s is None else began + self.refine_budget_s
-        refined = refine(self.model, x, self.refine_steps, deadline=deadline)
-        self.refined_steps, self.refined_s = refined.steps, refined.seconds
+        refined = refine(self.model, x, self.refine_steps, deadline=deadline, step_s=self._step_s)
+        self.refined_steps, self.refined_s, self._step_s = refined.steps, refined.seconds, refined.step_s
         y = refined.latents
         return join_codes(y.common.cpu().numpy(), y.individual.cpu().numpy())
 
