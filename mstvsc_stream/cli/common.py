@@ -78,8 +78,9 @@ def add_refine_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine", type=checked(non_negative_int), default=0, metavar="STEPS",
                    help="encoder effort: refine each GOP's symbols against the decoder for STEPS gradient steps "
                         "before sending (PyTorch backend; the default model on val/: +0.44 dB at 0 %% for 10 steps, "
-                        "+0.51 for 30, at 5 and 15-18 s a 640x480 GOP on 2 CPU cores: a GPU's or an offline "
-                        "file's option (--no-realtime), not a small CPU's live one; default 0)")
+                        "+0.51 for 30, at 5 and 15-18 s a 640x480 GOP on 2 CPU cores). Live, at most the steps "
+                        "that fit in 75 %% of the GOP interval, so a GPU's option; offline (--no-realtime, "
+                        "mstvsc-eval) all of them. Default 0")
 
 
 def add_list_models_arg(p: argparse.ArgumentParser) -> None:
