@@ -34,7 +34,7 @@ class TorchCodec:
         self.refine_steps = refine_steps
         self.refine_budget_s: float | None = None
         self.refined_steps, self.refined_s = 0, 0.0  # what the last encode spent refining
-        self._step_s = 0.0  # the slowest refinement step yet: a live encode's first step is judged by it
+        self._step_s = 0.0  # the last GOP's slowest step (Refined.step_s): the next live encode judges its first by it
         self.model_id = model_id
         self.cfg = model.cfg
         self.gop = model.cfg.gop
