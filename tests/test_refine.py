@@ -49,9 +49,9 @@ def test_no_steps_is_the_plain_encoder(model: MSTVSC, frames: torch.Tensor) -> N
 def test_a_deadline_stops_refinement_within_it(model: MSTVSC, frames: torch.Tensor) -> None:
     assert refine(model, frames, 3).steps == 3, "no deadline: every step asked for"
     began = time.perf_counter()
-    refined = refine(model, frames, 10**6, deadline=began + 0.5)
+    refined = refine(model, frames, 10**6, deadline=began + 2.0)  # room for a step on a busy machine too
     assert 0 < refined.steps < 10**6
-    assert time.perf_counter() - began < 0.5 + 2.0  # one step of the tiny model: well under the slack
+    assert time.perf_counter() - began < 2.0 + 3.0  # one step of the tiny model: well under the slack
 
 
 def test_refining_for_the_lossless_picture_lowers_each_gops_error(model: MSTVSC, frames: torch.Tensor) -> None:
