@@ -15,6 +15,7 @@ turn lift 0 % and 60 % and keep 90 % (docs/models.md, "Encoder effort").
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -55,15 +56,31 @@ def refine(model: MSTVSC, frames: torch.Tensor, steps: int, rates: tuple[float, 
     with torch.no_grad():
         start = model.analysis(frames)
     refining = time.perf_counter()
-    step_s = max(step_s, refining - began)  # a step's time before one is timed (the encoder's pass is less)
-    latent = [start.common.float().requires_grad_(), start.individual.float().requires_grad_()]
+    guess = max(step_s, refining - began)  # a step's time before one is timed (the encoder's pass is less)
+    latent = [start.common.float(), start.individual.float()]
+
+    def fits(step: float) -> bool:
+        return deadline is None or time.perf_counter() + step <= deadline
+
+    taken, slowest = _descend(model, frames, latent, steps, rates, lr, fits, guess) if steps > 0 else (0, 0.0)
+    latents = Latents(*(quantize(t.detach(), False) for t in latent))
+    # Untimed this GOP, the guess shrinks: one slow step (a preemption) must not stop refinement for good.
+    return Refined(latents, taken, time.perf_counter() - refining, slowest if taken else STALE_GUESS * guess)
+
+
+def _descend(model: MSTVSC, frames: torch.Tensor, latent: list[torch.Tensor], steps: int, rates: tuple[float, ...],
+             lr: float, fits: Callable[[float], bool], guess: float) -> tuple[int, float]:
+    """Moves ``latent`` (common, individual) in place for up to ``steps`` steps, each only if
+    ``fits(the slowest step so far, or guess)``; returns (steps taken, the slowest)."""
+    for t in latent:
+        t.requires_grad_()
     optimizer = torch.optim.Adam(latent, lr=lr)
     batch = frames.shape[0]
     fast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=frames.device.type == "cpu")
     taken, slowest = 0, 0.0
     with torch.random.fork_rng(devices=[frames.device] if frames.device.type == "cuda" else []), fast:
         torch.manual_seed(REFINE_SEED)
-        while taken < steps and (deadline is None or time.perf_counter() + step_s <= deadline):
+        while taken < steps and fits(slowest or guess):
             step_began = time.perf_counter()
             rate = torch.full((batch,), rates[taken % len(rates)], device=frames.device)
             received, mask = erase(Latents(*(round_through(t) for t in latent)), rate)
@@ -76,7 +93,4 @@ def refine(model: MSTVSC, frames: torch.Tensor, steps: int, rates: tuple[float, 
                     t.clamp_(LEVEL_MIN - 0.5, LEVEL_MAX + 0.5)
             taken += 1
             slowest = max(slowest, time.perf_counter() - step_began)
-            step_s = slowest
-    latents = Latents(*(quantize(t.detach(), False) for t in latent))
-    # Untimed this GOP, the guess shrinks: one slow step (a preemption) must not stop refinement for good.
-    return Refined(latents, taken, time.perf_counter() - refining, step_s if taken else STALE_GUESS * step_s)
+    return taken, slowest
