@@ -352,14 +352,19 @@ def test_a_recovery_cascade_grown_from_one_stack_predicts_as_it_did_until_it_tra
     assert not torch.equal(recovered.individual, one.recover(received, mask).individual)
 
 
-def test_a_deepened_model_decodes_as_the_shallow_one_until_it_trains() -> None:
-    """``--config mid-c48 --init <small-c48>``: the added (shifted-window) blocks start as the identity, so
-    the latent and the picture at any loss are the shallow model's; one end-to-end step moves them."""
+@pytest.mark.parametrize("deep_cfg", [CONFIGS["tiny-test-mid"], dataclasses.replace(TINY, synthesis_depths=(2,) * 6)],
+                         ids=["everywhere", "decoder-only"])
+def test_a_deepened_model_decodes_as_the_shallow_one_until_it_trains(deep_cfg: MSTVSCConfig) -> None:
+    """``--config mid-c48 --init <small-c48>`` (or ``small-c48-mid-decoder``): the added (shifted-window) blocks
+    start as the identity, so the latent and the picture at any loss are the shallow model's; one end-to-end step
+    moves them. A decoder-only deepening adds nothing to the sender's side."""
     torch.manual_seed(0)
     shallow = MSTVSC(TINY).eval()
-    deep = MSTVSC(CONFIGS["tiny-test-mid"]).eval()
+    deep = MSTVSC(deep_cfg).eval()
     added = deepen(deep, shallow.state_dict())
-    assert "decoder.0.1" in added and "individual_extractor.stage.1" in added and "encoder.0.0" not in added
+    assert "decoder.0.1" in added and "individual_upsample.stage.1" in added and "encoder.0.0" not in added
+    encoder_deepened = any(name.startswith(("encoder.", "individual_extractor.")) for name in added)
+    assert encoder_deepened == (deep_cfg.synthesis_depths is None)
     assert all(deep.get_submodule(name).shift for name in added)
     frames = torch.rand(1, TINY.gop, 64, 64, 3)
     with torch.no_grad():

@@ -275,18 +275,15 @@ def load_fitting(model: MSTVSC, weights: dict[str, torch.Tensor]) -> list[str]:
 def _grow(model: MSTVSC, cfg: MSTVSCConfig, init_cfg: MSTVSCConfig):
     """How to load an --init of a smaller model so the grown one decodes as it did: a function of its
     weights that loads them and says what it did, or None when a plain load of the fitting tensors will do."""
-    def blocks(c: MSTVSCConfig) -> tuple[int, ...]:
-        return (*c.depths, *c.st_depths, c.ind_depth)
-
     if init_cfg.latent < cfg.latent:
         return lambda w: (f"widened the latent to {cfg.latent} channels in {len(widen_latent(model, w))} tensors "
                           "(the new channels are sent but not yet read)")
     if init_cfg.recovery_width < cfg.recovery_width:
         return lambda w: (f"widened the loss recovery to {cfg.recovery_width} hidden channels in "
                           f"{len(widen_recovery(model, w))} tensors (it predicts as before until it trains)")
-    if blocks(init_cfg) != blocks(cfg):
-        return lambda w: (f"added {len(deepen(model, w))} Swin blocks to reach depths {blocks(cfg)} "
-                          "(each starts as the identity)")
+    if (init_cfg.analysis_depths, init_cfg.decoder_depths) != (cfg.analysis_depths, cfg.decoder_depths):
+        return lambda w: (f"added {len(deepen(model, w))} Swin blocks to reach depths {cfg.analysis_depths} "
+                          f"(encoder) and {cfg.decoder_depths} (decoder) (each starts as the identity)")
     return None
 
 

@@ -39,7 +39,20 @@ class MSTVSCConfig:
     recovery_width: int = 96
     recovery_depth: int = 3  # conv layers per recovery module (the paper uses 1 + output conv)
     recovery_stages: int = 1  # recovery stacks in cascade, each refining the previous fill (the paper: 1)
+    # N1..N6 of the receiver's side (synthesis stages and the individual part's upsampling) where they differ from
+    # the sender's: a deeper decoder buys picture without touching the encoder, its speed or the wire.
+    synthesis_depths: tuple[int, int, int, int, int, int] | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def analysis_depths(self) -> tuple[int, int, int, int, int, int]:
+        """N1..N6 of the encoder: spatial stages, spatial-temporal stages, individual extractor."""
+        return (*self.depths, *self.st_depths, self.ind_depth)
+
+    @property
+    def decoder_depths(self) -> tuple[int, int, int, int, int, int]:
+        """N1..N6 of the synthesis, in the encoder's order: its own where set, else the encoder's."""
+        return self.synthesis_depths or self.analysis_depths
 
     @property
     def cbr(self) -> float:
@@ -65,8 +78,9 @@ class MSTVSCConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "MSTVSCConfig":
         fields = dict(data)
-        for key in ("depths", "widths", "st_depths", "st_widths"):
-            fields[key] = tuple(fields[key])
+        for key in ("depths", "widths", "st_depths", "st_widths", "synthesis_depths"):
+            if fields.get(key) is not None:
+                fields[key] = tuple(fields[key])
         return cls(**fields)
 
 
@@ -94,6 +108,8 @@ CONFIGS: dict[str, MSTVSCConfig] = {
     # The paper's operating point, CBR = 48/6144 = 0.0078 with 3-bit symbols and GOP 4.
     "small-c48": MSTVSCConfig(name="small-c48", latent=48, **_SMALL),
     "mid-c48": MSTVSCConfig(name="mid-c48", latent=48, **_MID),
+    # The default's encoder (and wire) with mid's two blocks per synthesis stage: the receiver pays for the picture.
+    "small-c48-mid-decoder": MSTVSCConfig(name="small-c48-mid-decoder", latent=48, synthesis_depths=(2,) * 6, **_SMALL),
     # Tiny random-initialised config for fast tests of the real code path.
     "tiny-test": MSTVSCConfig(
         name="tiny-test", depths=(1, 1, 1), widths=(8, 8, 16), st_depths=(1, 1), st_widths=(16, 16),

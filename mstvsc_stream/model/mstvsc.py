@@ -79,13 +79,14 @@ class MSTVSC(nn.Module):
         self.individual_recovery = IndividualRecovery(c, *recovery)
         self.from_common = nn.Linear(c, c5)
         self.from_individual = nn.Linear(c, cfg.ind_width)
-        self.individual_upsample = IndividualUpsample(cfg.ind_width, c5, cfg.ind_depth, hd, temporal, moe_args)
+        d1, d2, d3, d4, d5, d6 = cfg.decoder_depths
+        self.individual_upsample = IndividualUpsample(cfg.ind_width, c5, d6, hd, temporal, moe_args)
         self.decoder = nn.Sequential(
-            SwinStage(c5, n5, hd, temporal, moe), PatchExpanding(c5, c4),
-            SwinStage(c4, n4, hd, temporal, moe), PatchExpanding(c4, c3),
-            SwinStage(c3, n3, hd, spatial, mlp), PatchExpanding(c3, c2),
-            SwinStage(c2, n2, hd, spatial, mlp), PatchExpanding(c2, c1),
-            SwinStage(c1, n1, hd, spatial, mlp),
+            SwinStage(c5, d5, hd, temporal, moe), PatchExpanding(c5, c4),
+            SwinStage(c4, d4, hd, temporal, moe), PatchExpanding(c4, c3),
+            SwinStage(c3, d3, hd, spatial, mlp), PatchExpanding(c3, c2),
+            SwinStage(c2, d2, hd, spatial, mlp), PatchExpanding(c2, c1),
+            SwinStage(c1, d1, hd, spatial, mlp),
         )
         self.head = nn.Linear(c1, 12)
 
