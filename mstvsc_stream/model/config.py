@@ -40,7 +40,7 @@ class MSTVSCConfig:
     recovery_depth: int = 3  # conv layers per recovery module (the paper uses 1 + output conv)
     recovery_stages: int = 1  # recovery stacks in cascade, each refining the previous fill (the paper: 1)
     # N1..N6 of the receiver's side (synthesis stages and the individual part's upsampling) where they differ from
-    # the sender's: a deeper decoder buys picture without touching the encoder, its speed or the wire.
+    # the sender's: a deeper decoder leaves the encoder, its speed and the wire as they are.
     synthesis_depths: tuple[int, int, int, int, int, int] | None = None
     extra: dict = field(default_factory=dict)
 
@@ -108,7 +108,8 @@ CONFIGS: dict[str, MSTVSCConfig] = {
     # The paper's operating point, CBR = 48/6144 = 0.0078 with 3-bit symbols and GOP 4.
     "small-c48": MSTVSCConfig(name="small-c48", latent=48, **_SMALL),
     "mid-c48": MSTVSCConfig(name="mid-c48", latent=48, **_MID),
-    # The default's encoder (and wire) with mid's two blocks per synthesis stage: the receiver pays for the picture.
+    # The default's encoder (and wire) with mid's two blocks per synthesis stage: the receiver pays for any gain
+    # (tried from the default in docs/training.md's eighteenth round: +0.05 dB for twice the decode time).
     "small-c48-mid-decoder": MSTVSCConfig(name="small-c48-mid-decoder", latent=48, synthesis_depths=(2,) * 6, **_SMALL),
     # Tiny random-initialised config for fast tests of the real code path.
     "tiny-test": MSTVSCConfig(
