@@ -51,8 +51,8 @@ class MSTVSC(nn.Module):
     def __init__(self, cfg: MSTVSCConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        (c1, c2, c3), (n1, n2, n3) = cfg.widths, cfg.depths
-        (c4, c5), (n4, n5) = cfg.st_widths, cfg.st_depths
+        (c1, c2, c3), (c4, c5) = cfg.widths, cfg.st_widths
+        n1, n2, n3, n4, n5, n6 = cfg.analysis_depths
         hd, c = cfg.head_dim, cfg.latent
         spatial = (1, cfg.window, cfg.window)
         temporal = (cfg.gop, cfg.st_window, cfg.st_window)
@@ -71,7 +71,7 @@ class MSTVSC(nn.Module):
         )
         self.common_extractor = CommonExtractor(c5, cfg.gop)
         self.to_common = nn.Linear(c5, c)
-        self.individual_extractor = IndividualExtractor(c5, cfg.ind_width, cfg.ind_depth, hd, temporal, moe_args)
+        self.individual_extractor = IndividualExtractor(c5, cfg.ind_width, n6, hd, temporal, moe_args)
         self.to_individual = nn.Linear(cfg.ind_width, c)
 
         recovery = (cfg.recovery_width, cfg.recovery_depth, cfg.recovery_stages)
