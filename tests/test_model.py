@@ -352,19 +352,26 @@ def test_a_recovery_cascade_grown_from_one_stack_predicts_as_it_did_until_it_tra
     assert not torch.equal(recovered.individual, one.recover(received, mask).individual)
 
 
-@pytest.mark.parametrize("deep_cfg", [CONFIGS["tiny-test-mid"], dataclasses.replace(TINY, synthesis_depths=(2,) * 6)],
-                         ids=["everywhere", "decoder-only"])
-def test_a_deepened_model_decodes_as_the_shallow_one_until_it_trains(deep_cfg: MSTVSCConfig) -> None:
-    """``--config mid-c48 --init <small-c48>`` (or ``small-c48-mid-decoder``): the added (shifted-window) blocks
-    start as the identity, so the latent and the picture at any loss are the shallow model's; one end-to-end step
-    moves them. A decoder-only deepening adds nothing to the sender's side."""
+COARSE_ENCODER = dataclasses.replace(TINY, depths=(1, 1, 2), st_depths=(2, 2), ind_depth=2, synthesis_depths=(1,) * 6)
+
+
+@pytest.mark.parametrize(("deep_cfg", "sides"), [
+    (CONFIGS["tiny-test-mid"], {"encoder", "decoder"}),
+    (dataclasses.replace(TINY, synthesis_depths=(2,) * 6), {"decoder"}),
+    (COARSE_ENCODER, {"encoder"}),
+], ids=["everywhere", "decoder-only", "coarse-encoder-only"])
+def test_a_deepened_model_decodes_as_the_shallow_one_until_it_trains(deep_cfg: MSTVSCConfig, sides: set[str]) -> None:
+    """``--config mid-c48 --init <small-c48>`` (or ``small-c48-mid-decoder``, ``small-c48-deep-encoder``): the added
+    (shifted-window) blocks start as the identity, so the latent and the picture at any loss are the shallow
+    model's; one end-to-end step moves them. Each side gains blocks only where its config asks."""
     torch.manual_seed(0)
     shallow = MSTVSC(TINY).eval()
     deep = MSTVSC(deep_cfg).eval()
     added = deepen(deep, shallow.state_dict())
-    assert "decoder.0.1" in added and "individual_upsample.stage.1" in added and "encoder.0.0" not in added
-    encoder_deepened = any(name.startswith(("encoder.", "individual_extractor.")) for name in added)
-    assert encoder_deepened == (deep_cfg.synthesis_depths is None)
+    grown = {"encoder" if name.startswith(("encoder.", "individual_extractor.")) else "decoder" for name in added}
+    assert grown == sides and "encoder.0.0" not in added
+    assert ("decoder.0.1" in added and "individual_upsample.stage.1" in added) == ("decoder" in sides)
+    assert ("encoder.4.1" in added and "individual_extractor.stage.1" in added) == ("encoder" in sides)
     assert all(deep.get_submodule(name).shift for name in added)
     frames = torch.rand(1, TINY.gop, 64, 64, 3)
     with torch.no_grad():
@@ -377,7 +384,7 @@ def test_a_deepened_model_decodes_as_the_shallow_one_until_it_trains(deep_cfg: M
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    assert deep.decoder[0][1].attn.proj.weight.abs().sum() > 0 and deep.decoder[4][1].ffn[-1].weight.abs().sum() > 0
+    assert all(deep.get_submodule(name).attn.proj.weight.abs().sum() > 0 for name in added)
     with pytest.raises(ValueError, match="never drops a block"):
         deepen(shallow, deep.state_dict())
 
