@@ -112,8 +112,8 @@ CONFIGS: dict[str, MSTVSCConfig] = {
     # (tried from the default in docs/training.md's eighteenth round: +0.05 dB for twice the decode time).
     "small-c48-mid-decoder": MSTVSCConfig(name="small-c48-mid-decoder", latent=48, synthesis_depths=(2,) * 6, **_SMALL),
     # The default's decoder (and wire) with a second, shifted-window block in the encoder's coarse stages N3..N6,
-    # which cost least (H/8 and below): the sender pays 1.5x its encode for any gain (docs/training.md's nineteenth
-    # round), the receiver nothing.
+    # which cost least (H/8 and below): the sender pays 1.5x its encode, the receiver nothing (tried from the
+    # default in docs/training.md's nineteenth round: +0.04 dB after stage III).
     "small-c48-deep-encoder": MSTVSCConfig(
         name="small-c48-deep-encoder", latent=48, synthesis_depths=(1,) * 6,
         **{**_SMALL, "depths": (1, 1, 2), "st_depths": (2, 2), "ind_depth": 2},
