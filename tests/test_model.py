@@ -384,7 +384,9 @@ def test_a_deepened_model_decodes_as_the_shallow_one_until_it_trains(deep_cfg: M
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    assert all(deep.get_submodule(name).attn.proj.weight.abs().sum() > 0 for name in added)
+    for block in map(deep.get_submodule, added):  # both residual branches' zero output layers moved
+        ffn_out = block.ffn.w2 if isinstance(block.ffn, MoE) else block.ffn[-1].weight
+        assert block.attn.proj.weight.abs().sum() > 0 and ffn_out.abs().sum() > 0, block
     with pytest.raises(ValueError, match="never drops a block"):
         deepen(shallow, deep.state_dict())
 
