@@ -14,8 +14,8 @@ from mstvsc_stream.runtime.zoo import file_sha256
 from mstvsc_stream.wire import DEFAULT_SEED
 
 # On the sample clip (a validation clip, never trained on), 320x240, first 16 frames, through the wire
-# path, mstvsc-small-c48@888de422 measured 23.56 dB (0 loss) and 18.39 dB (0.9 loss), mstvsc-small@cf2195c4
-# 23.64 and 18.64, mstvsc-mid-c48@08ced46e 23.94 and 18.40; the floors sit about 1.5 dB below, so random or
+# path, mstvsc-small-c48@888de422 measured 23.56 dB (0 loss) and 18.39 dB (0.9 loss), mstvsc-small@511e6707
+# 23.68 and 18.95, mstvsc-mid-c48@08ced46e 23.94 and 18.40; the floors sit about 1.5 dB below, so random or
 # broken weights (about 10-15 dB) fail. Re-measure when the weights change.
 QUALITY_FLOOR_DB = {
     DEFAULT_MODEL: {0.0: 22.0, 0.9: 17.0},
