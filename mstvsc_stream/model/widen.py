@@ -152,14 +152,20 @@ def deepen(model: MSTVSC, shallow: dict[str, torch.Tensor]) -> list[str]:
     return added
 
 
+def residual_outputs(block: SwinBlock) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (weight, bias) of the layers through which a block's residual branches write: the attention's
+    projection and the feed-forward's last layer (an MoE's stacked expert outputs)."""
+    ffn = block.ffn
+    return [(block.attn.proj.weight, block.attn.proj.bias),
+            (ffn.w2, ffn.b2) if isinstance(ffn, MoE) else (ffn[-1].weight, ffn[-1].bias)]
+
+
 @torch.no_grad()
 def _silence(block: SwinBlock) -> None:
-    """Zero the layers through which a block's residual branches write."""
-    outputs = [block.attn.proj.weight, block.attn.proj.bias]
-    ffn = block.ffn
-    outputs += [ffn.w2, ffn.b2] if isinstance(ffn, MoE) else [ffn[-1].weight, ffn[-1].bias]
-    for tensor in outputs:
-        tensor.zero_()
+    """Zero a block's residual outputs, so that it starts as the identity."""
+    for weight, bias in residual_outputs(block):
+        weight.zero_()
+        bias.zero_()
 
 
 def _load_widened(model: MSTVSC, narrow: dict[str, torch.Tensor], widen) -> list[str]:
